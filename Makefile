@@ -1,0 +1,45 @@
+# Entry points. `make run` and `make test` are the two set-up commands (README.md).
+BUILD      ?= build
+BUILD_SAN  ?= build-sanitize
+JOBS       ?= $(shell nproc)
+CMAKE_OPTS ?=
+
+.PHONY: deps build run test test-sanitize build-sanitize bench format valgrind clean
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_OPTS)
+
+build: deps $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	./$(BUILD)/koe serve $(ARGS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+$(BUILD_SAN)/Makefile:
+	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DKOE_SANITIZE=ON $(CMAKE_OPTS)
+
+build-sanitize: deps $(BUILD_SAN)/Makefile
+	cmake --build $(BUILD_SAN) -j $(JOBS)
+
+# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-sanitize: build-sanitize
+	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	@ls $(BUILD)/bench_* 2>/dev/null | while read b; do echo "== $$b"; $$b; done
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+valgrind: build
+	cd $(BUILD) && ctest -T memcheck --output-on-failure
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

@@ -1,0 +1,24 @@
+/* The koe subcommands: each lives in its own cmd_<name>.c and returns the exit status
+ * (0 ok, 1 failure while working, 2 bad usage or bad input). */
+#ifndef KOE_CLI_COMMANDS_H
+#define KOE_CLI_COMMANDS_H
+
+typedef int (*koe_cmd_fn)(int argc, char **argv);
+
+typedef struct koe_command {
+    const char *name;
+    koe_cmd_fn run;
+    const char *summary;
+} koe_command;
+
+/* Exit statuses shared by every subcommand. */
+enum { KOE_EXIT_OK = 0, KOE_EXIT_FAIL = 1, KOE_EXIT_USAGE = 2 };
+
+int koe_cmd_phonemize(int argc, char **argv);
+int koe_cmd_model_check(int argc, char **argv);
+int koe_cmd_synth(int argc, char **argv);
+int koe_cmd_random_weights(int argc, char **argv);
+int koe_cmd_voices(int argc, char **argv);
+int koe_cmd_serve(int argc, char **argv);
+
+#endif
