@@ -1,0 +1,20 @@
+/* A small fork-join thread pool owned by one inference context: the caller decides how many
+ * threads a context uses, and contexts never share workers. */
+#ifndef KOE_MODEL_POOL_H
+#define KOE_MODEL_POOL_H
+
+#include "koe/error.h"
+
+typedef struct koe_pool koe_pool;
+
+/* n_threads counts the calling thread: 1 means no extra threads (everything runs inline). */
+koe_pool *koe_pool_new(int n_threads, koe_error *err);
+void koe_pool_free(koe_pool *pool);
+int koe_pool_threads(const koe_pool *pool);
+
+/* Runs fn(arg, task) for task = 0 .. n_tasks-1 spread over the pool's threads (the caller takes
+ * part) and returns when all are done. Not re-entrant: fn must not call koe_pool_run. */
+typedef void (*koe_pool_fn)(void *arg, int task);
+void koe_pool_run(koe_pool *pool, int n_tasks, koe_pool_fn fn, void *arg);
+
+#endif
