@@ -482,7 +482,7 @@ void koe_lrelu(float *x, size_t n, float slope) {
  * multiples of π (sin² has period π, so the sign of the reduction drops out), then an odd
  * Taylor polynomial to r^13 on [−π/2, π/2] (truncation error < 1e-9). The three-part π keeps
  * the reduction exact for |v| up to ~1e5, far beyond what activations reach. */
-static inline float sin2_fast(float v) {
+static inline __attribute__((always_inline)) float sin2_fast(float v) {
     const float inv_pi = 0.318309886183790671f;
     const float pa = 3.140625f, pb = 9.67502593994140625e-4f, pc = 1.509957990978376432e-7f;
     float n = (v * inv_pi + 12582912.0f) - 12582912.0f; /* round to nearest via 1.5·2^23 */
@@ -500,7 +500,8 @@ static inline float sin2_fast(float v) {
     return s * s;
 }
 
-static inline void snake_row(const float *xc, float *yc, int T, float a, float b, float al) {
+static inline __attribute__((always_inline)) void snake_row(const float *xc, float *yc, int T,
+                                                            float a, float b, float al) {
     float inv = 1.0f / al;
     int t = 0;
     /* Fixed blocks that are read whole before being written: vectorizable, and correct when
