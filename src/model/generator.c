@@ -349,11 +349,15 @@ void koe_generator_har_source(const koe_generator *g, const float *f0, int frame
     int64_t S = (int64_t)UPP * frames2;
     double phi[N_HARM];
     for (int h = 0; h < N_HARM; h++) phi[h] = initial_phase(noise, h);
-    /* cum[h] = Σ down[i', h] over the steps so far (double: a long cumulative sum), where down
-     * is rad linearly interpolated at 300·i + 149.5 (so the initial phase at sample 0 is never
-     * read — as in the reference). The linear upsampling of P = 300 · 2π · cum needs two
-     * consecutive steps: p_lo = P[i1 − 1], p_hi = P[i1], with `have` = i1. */
-    double cum[N_HARM] = {0}, p_lo[N_HARM] = {0}, p_hi[N_HARM] = {0};
+    /* cum[h] = Σ down[i', h] over the steps so far, where down is rad linearly interpolated at
+     * 300·i + 149.5 (so the initial phase at sample 0 is never read — as in the reference).
+     * The reference accumulates its cumsum in double but stores float, then scales by 2π and
+     * 300 and interpolates in float; the same roundings are kept here, because at tens of
+     * thousands of radians they are what decides the sine's last digits. The linear upsampling
+     * needs two consecutive steps: p_lo = P[i1 − 1], p_hi = P[i1], with `have` = i1. */
+    double cum[N_HARM] = {0};
+    float p_lo[N_HARM] = {0}, p_hi[N_HARM] = {0};
+    const float two_pi_f = 2.0f, pi_f = (float)M_PI, upp_f = (float)UPP;
     int have = -1;
     for (int64_t t = 0; t < S; t++) {
         /* PyTorch's source index for scale 300, computed in float and clamped at 0. */
@@ -364,25 +368,30 @@ void koe_generator_har_source(const koe_generator *g, const float *f0, int frame
         int i1 = i0 < frames2 - 1 ? i0 + 1 : i0;
         float lam = src - (float)i0;
         if (lam > 1) lam = 1;
+        if (lam < 0) lam = 0;
+        float lam0 = 1.0f - lam;
         while (have < i1) {
             int i = ++have;
             int64_t s0 = (int64_t)UPP * i + UPP / 2 - 1; /* floor(300i + 149.5) */
             int64_t s1 = s0 + 1 < S ? s0 + 1 : s0;
             for (int h = 0; h < N_HARM; h++) {
-                cum[h] += 0.5 * rad_at(f0, s0, h, phi) + 0.5 * rad_at(f0, s1, h, phi);
+                float down =
+                    0.5f * (float)rad_at(f0, s0, h, phi) + 0.5f * (float)rad_at(f0, s1, h, phi);
+                cum[h] += down;
                 p_lo[h] = p_hi[h];
-                p_hi[h] = 2.0 * M_PI * cum[h] * UPP;
+                p_hi[h] = (((float)cum[h] * two_pi_f) * pi_f) * upp_f;
             }
         }
         float f0t = f0[t / UPP];
         int voiced = f0t > 10.0f;
-        double amp = voiced ? 0.003 : 0.1 / 3.0;
+        float amp = voiced ? 0.003f : (float)(0.1 / 3.0);
         double acc = g->l_b;
         for (int h = 0; h < N_HARM; h++) {
-            double a = i0 == i1 ? p_hi[h] : p_lo[h];
-            double up = (1.0 - lam) * a + lam * p_hi[h];
-            double sw = voiced ? 0.1 * sin(up) : 0.0;
-            sw += amp * source_noise(noise, (uint64_t)t * N_HARM + (uint64_t)h);
+            float a = i0 == i1 ? p_hi[h] : p_lo[h];
+            /* w0·t0 + w1·t1 as PyTorch's vectorized kernel evaluates it (contracted to an FMA). */
+            float up = fmaf(lam0, a, lam * p_hi[h]);
+            float sw = voiced ? (float)sin((double)up) * 0.1f : 0.0f;
+            sw += amp * (float)source_noise(noise, (uint64_t)t * N_HARM + (uint64_t)h);
             acc += (double)g->l_w[h] * sw;
         }
         har_source[t] = (float)tanh(acc);
