@@ -1,0 +1,229 @@
+/* Times the full-size Kokoro generator (W2 = 512) on random weights made here, for an input of
+ * 2F steps (default 600: F = 300 frames ≈ 100 tokens ≈ 7.5 s of audio), with 1 and 2 threads,
+ * median of N runs after a warm-up, against this machine's sgemm peak measured in the same run.
+ *
+ * usage: bench_generator [frames2 [runs]] */
+#include <cblas.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "koe/base.h"
+#include "model/generator.h"
+#include "model/ops_conv.h"
+#include "model/pool.h"
+
+#define MAX_T 1024
+
+typedef struct tensor {
+    char name[96];
+    int ndim;
+    int64_t shape[4];
+    float *data;
+} tensor;
+
+static tensor tensors[MAX_T];
+static int n_tensors;
+static uint64_t rng = 0x1234567;
+
+static float urand(void) { /* [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)(rng >> 40) / 8388608.0f - 1.0f;
+}
+
+/* Adds a tensor filled with scale · U(-1, 1) + offset. */
+static void add(const char *name, int ndim, int64_t a, int64_t b, int64_t c, float scale,
+                float offset) {
+    if (n_tensors == MAX_T) abort();
+    tensor *t = &tensors[n_tensors++];
+    snprintf(t->name, sizeof t->name, "decoder.generator.%s", name);
+    t->ndim = ndim;
+    int64_t sh[3] = {a, b, c};
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)(t->shape[i] = sh[i]);
+    t->data = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) t->data[i] = scale * urand() + offset;
+}
+
+static void add_wn(const char *name, int64_t d0, int64_t d1, int64_t k, int64_t bias_n) {
+    char nm[96];
+    snprintf(nm, sizeof nm, "%s.weight_v", name);
+    add(nm, 3, d0, d1, k, 1.0f, 0);
+    snprintf(nm, sizeof nm, "%s.weight_g", name);
+    add(nm, 3, d0, 1, 1, 0.1f, 1.0f);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    add(nm, 1, bias_n, 0, 0, 0.05f, 0);
+}
+
+static void add_resblock(const char *name, int C, int k) {
+    char nm[96];
+    for (int i = 0; i < 3; i++) {
+        snprintf(nm, sizeof nm, "%s.convs1.%d", name, i);
+        add_wn(nm, C, C, k, C);
+        snprintf(nm, sizeof nm, "%s.convs2.%d", name, i);
+        add_wn(nm, C, C, k, C);
+        for (int j = 1; j <= 2; j++) {
+            snprintf(nm, sizeof nm, "%s.adain%d.%d.fc.weight", name, j, i);
+            add(nm, 2, 2 * C, 128, 0, 0.02f, 0);
+            snprintf(nm, sizeof nm, "%s.adain%d.%d.fc.bias", name, j, i);
+            add(nm, 1, 2 * C, 0, 0, 0.1f, 0);
+            snprintf(nm, sizeof nm, "%s.adain%d.%d.norm.weight", name, j, i);
+            add(nm, 1, C, 0, 0, 0.1f, 1.0f);
+            snprintf(nm, sizeof nm, "%s.adain%d.%d.norm.bias", name, j, i);
+            add(nm, 1, C, 0, 0, 0.1f, 0);
+            snprintf(nm, sizeof nm, "%s.alpha%d.%d", name, j, i);
+            add(nm, 3, 1, C, 1, 0.3f, 1.0f);
+        }
+    }
+}
+
+static void make_weights(int W2) {
+    int C1 = W2 / 2, C2 = W2 / 4;
+    add("m_source.l_linear.weight", 2, 1, 9, 0, 0.5f, 0);
+    add("m_source.l_linear.bias", 1, 1, 0, 0, 0.1f, 0);
+    add("noise_convs.0.weight", 3, C1, 22, 12, 0.1f, 0);
+    add("noise_convs.0.bias", 1, C1, 0, 0, 0.05f, 0);
+    add("noise_convs.1.weight", 3, C2, 22, 1, 0.1f, 0);
+    add("noise_convs.1.bias", 1, C2, 0, 0, 0.05f, 0);
+    add_resblock("noise_res.0", C1, 7);
+    add_resblock("noise_res.1", C2, 11);
+    add_wn("ups.0", W2, C1, 20, C1);
+    add_wn("ups.1", C1, C2, 12, C2);
+    static const int ks[3] = {3, 7, 11};
+    for (int i = 0; i < 6; i++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "resblocks.%d", i);
+        add_resblock(nm, i < 3 ? C1 : C2, ks[i % 3]);
+    }
+    add_wn("conv_post", 22, C2, 7, 22);
+}
+
+static const float *lookup(void *user, const char *name, int *ndim, int64_t shape[4]) {
+    (void)user;
+    for (int i = 0; i < n_tensors; i++)
+        if (!strcmp(tensors[i].name, name)) {
+            *ndim = tensors[i].ndim;
+            memcpy(shape, tensors[i].shape, sizeof tensors[i].shape);
+            return tensors[i].data;
+        }
+    return NULL;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* sgemm peak: each pool task multiplies its own 512×512 by 512×1024 (the shape class of the
+ * generator's convolutions), single-threaded OpenBLAS per task. */
+typedef struct peak_job {
+    float *a[2], *b[2], *c[2];
+} peak_job;
+#define PM 512
+#define PK 512
+#define PN 1024
+static void peak_task(void *arg, int task) {
+    peak_job *j = arg;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PM, PN, PK, 1.0f, j->a[task], PK,
+                j->b[task], PN, 0.0f, j->c[task], PN);
+}
+
+static double sgemm_peak(koe_pool *pool, int threads, int runs) {
+    peak_job j;
+    for (int t = 0; t < 2; t++) {
+        j.a[t] = malloc(sizeof(float) * PM * PK);
+        j.b[t] = malloc(sizeof(float) * PK * PN);
+        j.c[t] = malloc(sizeof(float) * PM * PN);
+        for (int i = 0; i < PM * PK; i++) j.a[t][i] = urand();
+        for (int i = 0; i < PK * PN; i++) j.b[t][i] = urand();
+    }
+    double best[32];
+    koe_pool_run(pool, threads, peak_task, &j);
+    for (int r = 0; r < runs; r++) {
+        double t0 = koe_now_s();
+        for (int rep = 0; rep < 5; rep++) koe_pool_run(pool, threads, peak_task, &j);
+        best[r] = koe_now_s() - t0;
+    }
+    double s = median(best, runs);
+    for (int t = 0; t < 2; t++) {
+        free(j.a[t]);
+        free(j.b[t]);
+        free(j.c[t]);
+    }
+    return 5.0 * threads * 2.0 * PM * PK * PN / s / 1e9;
+}
+
+int main(int argc, char **argv) {
+    int frames2 = argc > 1 ? atoi(argv[1]) : 600;
+    int runs = argc > 2 ? atoi(argv[2]) : 5;
+    if (frames2 < 1 || runs < 1 || runs > 32) {
+        fprintf(stderr, "usage: bench_generator [frames2 [runs ≤ 32]]\n");
+        return 2;
+    }
+    int W2 = 512;
+    make_weights(W2);
+    koe_error err = {0};
+    double tl = koe_now_s();
+    koe_generator *g = koe_generator_new_lookup(lookup, NULL, &err);
+    if (!g) {
+        fprintf(stderr, "bench_generator: %s\n", err.msg);
+        return 1;
+    }
+    tl = koe_now_s() - tl;
+    for (int i = 0; i < n_tensors; i++) free(tensors[i].data);
+
+    float *x = malloc(sizeof(float) * (size_t)W2 * frames2), *f0 = malloc(sizeof(float) * frames2);
+    float style[128];
+    for (size_t i = 0; i < (size_t)W2 * frames2; i++) x[i] = urand();
+    for (int i = 0; i < frames2; i++) f0[i] = (i % 50) < 40 ? 175.0f + 75.0f * urand() : 0.0f;
+    for (int i = 0; i < 128; i++) style[i] = 0.3f * urand();
+    int64_t S = koe_generator_samples(frames2);
+    float *audio = malloc(sizeof(float) * (size_t)S);
+    double audio_s = (double)S / 24000.0, gflop = 2.0 * koe_generator_macs(g, frames2) / 1e9;
+    printf("generator W2 %d, 2F = %d steps, %.2f s of audio, %.1f GFLOP (%.1f GFLOP per audio "
+           "second), prepared in %.3f s\n",
+           W2, frames2, audio_s, gflop, gflop / audio_s, tl);
+    printf("%-8s %10s %8s %10s %12s %10s %8s\n", "threads", "median_s", "RTF", "GFLOP/s",
+           "sgemm_peak", "of_peak", "min_s");
+    for (int threads = 1; threads <= 2; threads++) {
+        koe_pool *pool = koe_pool_new(threads, &err);
+        if (!pool) {
+            fprintf(stderr, "bench_generator: %s\n", err.msg);
+            return 1;
+        }
+        double peak = sgemm_peak(pool, threads, runs);
+        size_t ns = koe_generator_scratch_floats(g, frames2, pool);
+        float *scratch = malloc(ns * sizeof(float));
+        koe_noise noise = {KOE_NOISE_RANDOM, 42};
+        double times[32];
+        for (int r = -1; r < runs; r++) { /* r = -1: warm-up */
+            double t0 = koe_now_s();
+            if (koe_generator_run(g, pool, scratch, x, frames2, f0, style, noise, NULL, NULL, audio,
+                                  &err)) {
+                fprintf(stderr, "bench_generator: %s\n", err.msg);
+                return 1;
+            }
+            if (r >= 0) times[r] = koe_now_s() - t0;
+        }
+        double med = median(times, runs);
+        printf("%-8d %10.3f %8.3f %10.1f %12.1f %9.0f%% %8.3f\n", threads, med, med / audio_s,
+               gflop / med, peak, 100.0 * gflop / med / peak, times[0]);
+        free(scratch);
+        koe_pool_free(pool);
+    }
+    printf("scratch: %.1f MB for 2 threads\n",
+           (double)koe_generator_scratch_floats(g, frames2, NULL) * 4 / 1e6);
+    free(x);
+    free(f0);
+    free(audio);
+    koe_generator_free(g);
+    return 0;
+}
