@@ -219,7 +219,7 @@ int main(int argc, char **argv) {
         free(scratch);
         koe_pool_free(pool);
     }
-    printf("scratch: %.1f MB for 2 threads\n",
+    printf("generator scratch: %.1f MB (1 thread)\n",
            (double)koe_generator_scratch_floats(g, frames2, NULL) * 4 / 1e6);
     free(x);
     free(f0);
