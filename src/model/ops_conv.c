@@ -181,6 +181,8 @@ koe_conv *koe_conv_new(const koe_conv_desc *desc, const float *weight, const flo
     if (fd_eligible(&d)) {
         pthread_once(&fd_once, fd_init);
         if (fd_pack(c, weight)) goto nomem;
+        free(c->w); /* the time-domain form is not used any more */
+        c->w = NULL;
     }
     return c;
 nomem:
