@@ -542,6 +542,23 @@ double koe_generator_macs(const koe_generator *g, int frames2) {
     return m;
 }
 
+static double resblock_macs_computed(const resblock *rb, int T) {
+    double m = 0;
+    for (int i = 0; i < 3; i++) m += koe_conv_macs(rb->c1[i], T) + koe_conv_macs(rb->c2[i], T);
+    return m;
+}
+
+double koe_generator_macs_computed(const koe_generator *g, int frames2) {
+    int T0 = frames2, T1 = 10 * frames2, T2 = 60 * frames2 + 1;
+    double m = koe_conv_macs(g->noise_conv[0], T2) + koe_conv_macs(g->noise_conv[1], T2);
+    m +=
+        resblock_macs_computed(&g->noise_res[0], T1) + resblock_macs_computed(&g->noise_res[1], T2);
+    m += conv_macs(g->W2, g->C1, 20, T0) + conv_macs(g->C1, g->C2, 12, T1);
+    for (int i = 0; i < 6; i++) m += resblock_macs_computed(&g->res[i], i < 3 ? T1 : T2);
+    m += koe_conv_macs(g->post, T2);
+    return m;
+}
+
 typedef struct work {
     koe_pool *pool;
     const float *style;

@@ -33,8 +33,10 @@ int koe_generator_width(const koe_generator *g);
 int64_t koe_generator_samples(int frames2);
 /* Scratch (in floats) a run over frames2 input steps needs with this pool (NULL = 1 thread). */
 size_t koe_generator_scratch_floats(const koe_generator *g, int frames2, koe_pool *pool);
-/* Multiply-accumulates of one run (for GFLOP/s reporting). */
+/* Multiply-accumulates of one run's convolutions as direct convolutions (the model's nominal
+ * cost), and as really computed (fewer where the frequency-domain path is used). */
 double koe_generator_macs(const koe_generator *g, int frames2);
+double koe_generator_macs_computed(const koe_generator *g, int frames2);
 
 /* x: [W2, frames2] generator input; f0: [frames2] F0_pred (Hz); s_dec: 128 floats (ref_s[:128]);
  * audio: S = 300·frames2 samples. The tap (may be NULL) sees "har_source", "har_spec",

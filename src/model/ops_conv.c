@@ -216,6 +216,20 @@ size_t koe_conv_scratch_floats(const koe_conv *c, int t_in, koe_pool *pool) {
     return (size_t)n_workers(pool) * (size_t)c->cig * c->d.k * TILE_MAX;
 }
 
+double koe_conv_macs(const koe_conv *c, int t_in) {
+    int t_out = koe_conv_out_len(c, t_in);
+    const koe_conv_desc *d = &c->d;
+    if (!c->fd_a) return (double)d->cin / d->groups * d->cout * d->k * t_out;
+    int B = FD_N - d->k + 1;
+    double blocks = 0;
+    for (int r = 0; r < d->dil; r++) {
+        int len = (t_out - r + d->dil - 1) / d->dil;
+        if (len > 0) blocks += (len + B - 1) / B;
+    }
+    return blocks * ((double)3 * FD_NF * FD_N * d->cin + 4.0 * FD_NF * d->cin * d->cout +
+                     2.0 * FD_NF * B * d->cout);
+}
+
 typedef struct conv_job {
     const koe_conv *c;
     const float *x;

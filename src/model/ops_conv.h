@@ -40,6 +40,9 @@ const koe_conv_desc *koe_conv_get_desc(const koe_conv *c);
 /* (t_in + 2·pad − dil·(k−1) − 1) / stride + 1, or ≤ 0 when the input is too short. */
 int koe_conv_out_len(const koe_conv *c, int t_in);
 size_t koe_conv_scratch_floats(const koe_conv *c, int t_in, koe_pool *pool);
+/* Multiply-adds one run really performs (the frequency-domain path, used for narrow long
+ * dilated convolutions, needs fewer than cin·cout·k per output sample). */
+double koe_conv_macs(const koe_conv *c, int t_in);
 /* x: [cin, t_in] → y: [cout, out_len]. accumulate = 0: y = conv(x) + bias; 1: y += conv(x) + bias.
  * x and y must not overlap. */
 void koe_conv_run(const koe_conv *c, koe_pool *pool, float *scratch, const float *x, int t_in,
