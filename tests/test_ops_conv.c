@@ -157,6 +157,43 @@ static void test_conv_random(void) {
     }
 }
 
+/* Generator-sized dilated convolutions (these take the frequency-domain path): relative error
+ * to the largest output, over several tiles and both threads. */
+static void test_conv_generator_sizes(void) {
+    koe_conv_desc shapes[] = {
+        {.cin = 128, .cout = 128, .k = 11, .pad = 25, .dil = 5},
+        {.cin = 128, .cout = 128, .k = 7, .pad = 9, .dil = 3},
+        {.cin = 64, .cout = 64, .k = 7, .pad = 3, .dil = 1},
+    };
+    int t_in = 2501;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const koe_conv_desc *d = &shapes[s];
+        float *w = rnd_vec((size_t)d->cout * d->cin * d->k), *b = rnd_vec(d->cout);
+        float *x = rnd_vec((size_t)d->cin * t_in);
+        koe_conv *c = koe_conv_new(d, w, b, NULL);
+        KT_EXPECT(c != NULL);
+        int t_out = koe_conv_out_len(c, t_in);
+        size_t n = (size_t)d->cout * t_out;
+        float *y = malloc(n * sizeof *y),
+              *scratch = malloc(sizeof(float) * (koe_conv_scratch_floats(c, t_in, pool2) + 1));
+        double *r = malloc(n * sizeof *r);
+        koe_conv_run(c, pool2, scratch, x, t_in, y, 0);
+        conv_ref(koe_conv_get_desc(c), w, b, x, t_in, t_out, r);
+        double m = 0;
+        for (size_t i = 0; i < n; i++) m = fmax(m, fabs(r[i]));
+        double e = max_diff(y, r, n) / m;
+        KT_CHECK(e < 2e-6, "k %d d %d C %d: relative error %g", d->k, d->dil, d->cin, e);
+        KT_CHECK(koe_conv_macs(c, t_in) > 0, "macs");
+        koe_conv_free(c);
+        free(w);
+        free(b);
+        free(x);
+        free(y);
+        free(scratch);
+        free(r);
+    }
+}
+
 static void check_convt(const koe_convt_desc *d, int t_in, int with_bias, koe_pool *pool) {
     koe_error err = {0};
     int groups = d->groups ? d->groups : 1;
@@ -309,6 +346,7 @@ int main(void) {
     kt_run("weight_norm", test_weight_norm);
     kt_run("conv_fixed", test_conv_fixed);
     kt_run("conv_random", test_conv_random);
+    kt_run("conv_generator_sizes", test_conv_generator_sizes);
     kt_run("convt", test_convt);
     kt_run("adain_activations", test_adain_and_activations);
     kt_run("bad_desc", test_bad_desc);
