@@ -409,11 +409,13 @@ static void dft_tables(double win[NFFT], double cs[NBIN][NFFT], double sn[NBIN][
     }
 }
 
-void koe_stft20(const float *x, int64_t n, float *spec, float *phase) {
+/* Frames [m0, m1) of the STFT. */
+static void stft_range(const float *x, int64_t n, float *spec, float *phase, int64_t m0,
+                       int64_t m1) {
     double win[NFFT], cs[NBIN][NFFT], sn[NBIN][NFFT];
     dft_tables(win, cs, sn);
     int64_t frames = n / HOP + 1;
-    for (int64_t m = 0; m < frames; m++) {
+    for (int64_t m = m0; m < m1; m++) {
         double buf[NFFT];
         for (int j = 0; j < NFFT; j++) {
             int64_t i = m * HOP + j - NFFT / 2; /* reflect padding of 10 */
@@ -433,14 +435,22 @@ void koe_stft20(const float *x, int64_t n, float *spec, float *phase) {
     }
 }
 
-void koe_istft20(const float *post, int64_t frames, float *audio) {
+void koe_stft20(const float *x, int64_t n, float *spec, float *phase) {
+    stft_range(x, n, spec, phase, 0, n / HOP + 1);
+}
+
+/* Output samples [t0, t1) of the iSTFT: overlap-add of the windowed inverse real DFTs of the
+ * frames that reach them (frame m covers padded positions 5m .. 5m+19; output t is padded
+ * position t + 10), in frame order, then divided by the overlap-added squared window. Ranges
+ * are independent, so they can run in parallel. */
+static void istft_range(const float *post, int64_t frames, float *audio, int64_t t0, int64_t t1) {
     double win[NFFT], cs[NBIN][NFFT], sn[NBIN][NFFT];
     dft_tables(win, cs, sn);
-    int64_t S = HOP * (frames - 1);
-    for (int64_t t = 0; t < S; t++) audio[t] = 0;
-    /* Overlap-add of windowed inverse real DFTs; frame m covers padded positions 5m .. 5m+19,
-     * output sample t is padded position t + 10. */
-    for (int64_t m = 0; m < frames; m++) {
+    for (int64_t t = t0; t < t1; t++) audio[t] = 0;
+    int64_t m_lo = (t0 + NFFT / 2 - (NFFT - 1)) / HOP, m_hi = (t1 - 1 + NFFT / 2) / HOP;
+    if (t0 + NFFT / 2 - (NFFT - 1) < 0) m_lo = 0;
+    if (m_hi > frames - 1) m_hi = frames - 1;
+    for (int64_t m = m_lo; m <= m_hi; m++) {
         double re[NBIN], im[NBIN];
         for (int k = 0; k < NBIN; k++) {
             double mag = exp(post[(int64_t)k * frames + m]);
@@ -452,24 +462,69 @@ void koe_istft20(const float *post, int64_t frames, float *audio) {
         im[0] = im[NBIN - 1] = 0;
         for (int j = 0; j < NFFT; j++) {
             int64_t t = m * HOP + j - NFFT / 2;
-            if (t < 0 || t >= S) continue;
+            if (t < t0 || t >= t1) continue;
             double v = re[0] + re[NBIN - 1] * cs[NBIN - 1][j];
             for (int k = 1; k < NBIN - 1; k++) v += 2.0 * (re[k] * cs[k][j] - im[k] * sn[k][j]);
             audio[t] += (float)(win[j] * v / NFFT);
         }
     }
-    /* Divide by the overlap-added squared window (constant inside, smaller near the ends). */
-    for (int64_t t = 0; t < S; t++) {
+    for (int64_t t = t0; t < t1; t++) {
         int64_t p = t + NFFT / 2;
-        int64_t m_lo = p - NFFT + 1 <= 0 ? 0 : (p - NFFT + HOP) / HOP;
-        int64_t m_hi = p / HOP < frames - 1 ? p / HOP : frames - 1;
+        int64_t lo = p - NFFT + 1 <= 0 ? 0 : (p - NFFT + HOP) / HOP;
+        int64_t hi = p / HOP < frames - 1 ? p / HOP : frames - 1;
         double env = 0;
-        for (int64_t m = m_lo; m <= m_hi; m++) {
+        for (int64_t m = lo; m <= hi; m++) {
             int64_t j = p - m * HOP;
             if (j >= 0 && j < NFFT) env += win[j] * win[j];
         }
         audio[t] = env > 1e-11 ? (float)(audio[t] / env) : 0.0f;
     }
+}
+
+void koe_istft20(const float *post, int64_t frames, float *audio) {
+    istft_range(post, frames, audio, 0, HOP * (frames - 1));
+}
+
+/* ---- parallel helpers for the light passes ----------------------------------------------- */
+#define LIGHT_TASKS 16
+
+typedef enum light_op { OP_ADD, OP_MEAN3, OP_STFT, OP_ISTFT } light_op;
+
+typedef struct light_job {
+    light_op op;
+    float *x;
+    const float *a;
+    int64_t n;   /* elements, or STFT input samples, or iSTFT frames */
+    float *out2; /* STFT phase */
+} light_job;
+
+static void light_task(void *arg, int task) {
+    light_job *j = arg;
+    int64_t len = j->op == OP_STFT ? j->n / HOP + 1 : j->op == OP_ISTFT ? HOP * (j->n - 1) : j->n;
+    int64_t i0 = len * task / LIGHT_TASKS, i1 = len * (task + 1) / LIGHT_TASKS;
+    switch (j->op) {
+    case OP_ADD:
+        for (int64_t i = i0; i < i1; i++) j->x[i] += j->a[i];
+        break;
+    case OP_MEAN3: /* x = (acc + x) / 3, with acc = r0 + r1 in a */
+        for (int64_t i = i0; i < i1; i++) j->x[i] = (j->a[i] + j->x[i]) / 3.0f;
+        break;
+    case OP_STFT:
+        stft_range(j->a, j->n, j->x, j->out2, i0, i1);
+        break;
+    case OP_ISTFT:
+        istft_range(j->a, j->n, j->x, i0, i1);
+        break;
+    }
+}
+
+static void light_run(koe_pool *pool, light_op op, float *x, const float *a, int64_t n,
+                      float *out2) {
+    light_job j = {.op = op, .x = x, .a = a, .n = n, .out2 = out2};
+    if (pool)
+        koe_pool_run(pool, LIGHT_TASKS, light_task, &j);
+    else
+        for (int t = 0; t < LIGHT_TASKS; t++) light_task(&j, t);
 }
 
 /* ---- the network ------------------------------------------------------------------------- */
@@ -608,9 +663,9 @@ static int resblock_mean(const koe_generator *g, int first, work *w, float *x, i
     if ((rc = resblock_run(&g->res[first], w, acc, T))) return rc;
     memcpy(tmp, x, n * sizeof *tmp);
     if ((rc = resblock_run(&g->res[first + 1], w, tmp, T))) return rc;
-    for (size_t i = 0; i < n; i++) acc[i] += tmp[i];
+    light_run(w->pool, OP_ADD, acc, tmp, (int64_t)n, NULL);
     if ((rc = resblock_run(&g->res[first + 2], w, x, T))) return rc;
-    for (size_t i = 0; i < n; i++) x[i] = (acc[i] + x[i]) / 3.0f;
+    light_run(w->pool, OP_MEAN3, x, acc, (int64_t)n, NULL);
     return 0;
 }
 
@@ -644,11 +699,11 @@ static int run_core(const koe_generator *g, koe_pool *pool, float *scratch, cons
     koe_conv_run(g->noise_conv[0], pool, w.cs, har, d->T2, A, 0);
     if ((rc = resblock_run(&g->noise_res[0], &w, A, d->T1))) return rc;
     koe_convt_run(g->ups[0], pool, w.cs, xin, d->T0, X);
-    for (size_t i = 0; i < (size_t)g->C1 * d->T1; i++) X[i] += A[i];
+    light_run(pool, OP_ADD, X, A, (int64_t)g->C1 * d->T1, NULL);
     if ((rc = resblock_mean(g, 0, &w, X, d->T1, A, B))) return rc;
 
     /* Stage 1: 20F → 120F (+1 reflected sample on the left) at C2 channels. */
-    koe_lrelu(X, (size_t)g->C1 * d->T1, 0.1f);
+    koe_affine_lrelu(pool, X, X, g->C1, d->T1, NULL, NULL, 0.1f);
     koe_conv_run(g->noise_conv[1], pool, w.cs, har, d->T2, A, 0);
     if ((rc = resblock_run(&g->noise_res[1], &w, A, d->T2))) return rc;
     koe_convt_run(g->ups[1], pool, w.cs, X, d->T1, B);
@@ -664,10 +719,10 @@ static int run_core(const koe_generator *g, koe_pool *pool, float *scratch, cons
 
     /* conv_post after PyTorch's default LeakyReLU slope, then the iSTFT. */
     if (cancel && *cancel) return KOE_ERR_CANCELLED;
-    koe_lrelu(X, (size_t)g->C2 * d->T2, 0.01f);
+    koe_affine_lrelu(pool, X, X, g->C2, d->T2, NULL, NULL, 0.01f);
     koe_conv_run(g->post, pool, w.cs, X, d->T2, post, 0);
     tap_emit(tap, "conv_post", post, 3, 1, 2 * NBIN, d->T2);
-    koe_istft20(post, d->T2, audio);
+    light_run(pool, OP_ISTFT, audio, post, d->T2, NULL);
     tap_emit(tap, "audio", audio, 1, d->S, 0, 0);
     return 0;
 }
@@ -694,7 +749,7 @@ int koe_generator_run(const koe_generator *g, koe_pool *pool, float *scratch, co
     koe_generator_har_source(g, f0, frames2, noise, audio);
     tap_emit(tap, "har_source", audio, 3, 1, d.S, 1);
     float *har = scratch;
-    koe_stft20(audio, d.S, har, har + (size_t)NBIN * d.T2);
+    light_run(pool, OP_STFT, har, audio, d.S, har + (size_t)NBIN * d.T2);
     tap_emit(tap, "har_spec", har, 3, 1, NBIN, d.T2);
     tap_emit(tap, "har_phase", har + (size_t)NBIN * d.T2, 3, 1, NBIN, d.T2);
     rc = run_core(g, pool, scratch, &d, x, s_dec, tap, cancel, audio);
