@@ -332,6 +332,14 @@ static void test_load_errors(void) {
     weights.reshape = NULL;
 }
 
+static void keep_har(void *user, const char *stage, const float *data, int ndim,
+                     const int64_t *shape) {
+    if (strcmp(stage, "har_source")) return;
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    memcpy(user, data, n * sizeof(float));
+}
+
 /* The normal mode: replayable by seed, different across seeds; cancellation stops a run. */
 static void test_noise_and_cancel(void) {
     int T0 = 8, W2 = koe_generator_width(gen);
@@ -352,6 +360,11 @@ static void test_noise_and_cancel(void) {
     int finite = 1;
     for (int64_t i = 0; i < S; i++) finite &= isfinite(a[i]);
     KT_EXPECT(finite);
+    /* The public serial harmonic source equals the one a (parallel) run reports. */
+    koe_stage_tap tap = {keep_har, b};
+    KT_EXPECT(!koe_generator_run(gen, pool, scratch, x, T0, f0, style, n1, &tap, NULL, a, &err));
+    KT_EXPECT(!koe_generator_har_source(gen, f0, T0, n1, c));
+    KT_CHECK(!memcmp(b, c, sizeof(float) * S), "har_source: serial and pooled differ");
     volatile int cancel = 1;
     int rc = koe_generator_run(gen, pool, scratch, x, T0, f0, style, n1, NULL, &cancel, a, &err);
     KT_CHECK(rc == KOE_ERR_CANCELLED, "cancel: rc %d", rc);

@@ -344,22 +344,32 @@ static double rad_at(const float *f0, int64_t s, int h, const double *phi) {
     return s == 0 ? r + phi[h] : r;
 }
 
-void koe_generator_har_source(const koe_generator *g, const float *f0, int frames2, koe_noise noise,
-                              float *har_source) {
+/* P[i·9 + h] = 300 · 2π · Σ_{i' ≤ i} down[i', h]: the scaled phase at input step i, where down
+ * is rad linearly interpolated at 300·i + 149.5 (so the initial phase at sample 0 is never
+ * read — as in the reference). The reference accumulates its cumsum in double but stores
+ * float, then scales by 2π and 300 and interpolates in float; the same roundings are kept here,
+ * because at tens of thousands of radians they decide the sine's last digits. */
+static void phase_table(const float *f0, int frames2, koe_noise noise, float *P) {
     int64_t S = (int64_t)UPP * frames2;
-    double phi[N_HARM];
+    double phi[N_HARM], cum[N_HARM] = {0};
     for (int h = 0; h < N_HARM; h++) phi[h] = initial_phase(noise, h);
-    /* cum[h] = Σ down[i', h] over the steps so far, where down is rad linearly interpolated at
-     * 300·i + 149.5 (so the initial phase at sample 0 is never read — as in the reference).
-     * The reference accumulates its cumsum in double but stores float, then scales by 2π and
-     * 300 and interpolates in float; the same roundings are kept here, because at tens of
-     * thousands of radians they are what decides the sine's last digits. The linear upsampling
-     * needs two consecutive steps: p_lo = P[i1 − 1], p_hi = P[i1], with `have` = i1. */
-    double cum[N_HARM] = {0};
-    float p_lo[N_HARM] = {0}, p_hi[N_HARM] = {0};
     const float two_pi_f = 2.0f, pi_f = (float)M_PI, upp_f = (float)UPP;
-    int have = -1;
-    for (int64_t t = 0; t < S; t++) {
+    for (int i = 0; i < frames2; i++) {
+        int64_t s0 = (int64_t)UPP * i + UPP / 2 - 1; /* floor(300i + 149.5) */
+        int64_t s1 = s0 + 1 < S ? s0 + 1 : s0;
+        for (int h = 0; h < N_HARM; h++) {
+            float down =
+                0.5f * (float)rad_at(f0, s0, h, phi) + 0.5f * (float)rad_at(f0, s1, h, phi);
+            cum[h] += down;
+            P[(size_t)i * N_HARM + h] = (((float)cum[h] * two_pi_f) * pi_f) * upp_f;
+        }
+    }
+}
+
+/* Samples [t0, t1) of the harmonic source from the phase table. */
+static void har_range(const koe_generator *g, const float *f0, int frames2, koe_noise noise,
+                      const float *P, int64_t t0, int64_t t1, float *har_source) {
+    for (int64_t t = t0; t < t1; t++) {
         /* PyTorch's source index for scale 300, computed in float and clamped at 0. */
         float src = (1.0f / (float)UPP) * ((float)t + 0.5f) - 0.5f;
         if (src < 0) src = 0;
@@ -370,32 +380,30 @@ void koe_generator_har_source(const koe_generator *g, const float *f0, int frame
         if (lam > 1) lam = 1;
         if (lam < 0) lam = 0;
         float lam0 = 1.0f - lam;
-        while (have < i1) {
-            int i = ++have;
-            int64_t s0 = (int64_t)UPP * i + UPP / 2 - 1; /* floor(300i + 149.5) */
-            int64_t s1 = s0 + 1 < S ? s0 + 1 : s0;
-            for (int h = 0; h < N_HARM; h++) {
-                float down =
-                    0.5f * (float)rad_at(f0, s0, h, phi) + 0.5f * (float)rad_at(f0, s1, h, phi);
-                cum[h] += down;
-                p_lo[h] = p_hi[h];
-                p_hi[h] = (((float)cum[h] * two_pi_f) * pi_f) * upp_f;
-            }
-        }
+        const float *pa = P + (size_t)i0 * N_HARM, *pb = P + (size_t)i1 * N_HARM;
         float f0t = f0[t / UPP];
         int voiced = f0t > 10.0f;
         float amp = voiced ? 0.003f : (float)(0.1 / 3.0);
         double acc = g->l_b;
         for (int h = 0; h < N_HARM; h++) {
-            float a = i0 == i1 ? p_hi[h] : p_lo[h];
             /* w0·t0 + w1·t1 as PyTorch's vectorized kernel evaluates it (contracted to an FMA). */
-            float up = fmaf(lam0, a, lam * p_hi[h]);
+            float up = fmaf(lam0, pa[h], lam * pb[h]);
             float sw = voiced ? (float)sin((double)up) * 0.1f : 0.0f;
             sw += amp * (float)source_noise(noise, (uint64_t)t * N_HARM + (uint64_t)h);
             acc += (double)g->l_w[h] * sw;
         }
         har_source[t] = (float)tanh(acc);
     }
+}
+
+int koe_generator_har_source(const koe_generator *g, const float *f0, int frames2, koe_noise noise,
+                             float *har_source) {
+    float *P = malloc(sizeof(float) * N_HARM * (size_t)(frames2 > 0 ? frames2 : 1));
+    if (!P) return KOE_ERR_NOMEM;
+    phase_table(f0, frames2, noise, P);
+    har_range(g, f0, frames2, noise, P, 0, (int64_t)UPP * frames2, har_source);
+    free(P);
+    return 0;
 }
 
 /* ---- STFT and iSTFT ---------------------------------------------------------------------- */
@@ -488,7 +496,7 @@ void koe_istft20(const float *post, int64_t frames, float *audio) {
 /* ---- parallel helpers for the light passes ----------------------------------------------- */
 #define LIGHT_TASKS 16
 
-typedef enum light_op { OP_ADD, OP_MEAN3, OP_STFT, OP_ISTFT } light_op;
+typedef enum light_op { OP_ADD, OP_MEAN3, OP_STFT, OP_ISTFT, OP_HAR } light_op;
 
 typedef struct light_job {
     light_op op;
@@ -496,6 +504,11 @@ typedef struct light_job {
     const float *a;
     int64_t n;   /* elements, or STFT input samples, or iSTFT frames */
     float *out2; /* STFT phase */
+    /* harmonic source: samples n = 300 · frames2 from the phase table a */
+    const koe_generator *g;
+    const float *f0;
+    int frames2;
+    koe_noise noise;
 } light_job;
 
 static void light_task(void *arg, int task) {
@@ -514,6 +527,9 @@ static void light_task(void *arg, int task) {
         break;
     case OP_ISTFT:
         istft_range(j->a, j->n, j->x, i0, i1);
+        break;
+    case OP_HAR:
+        har_range(j->g, j->f0, j->frames2, j->noise, j->a, i0, i1, j->x);
         break;
     }
 }
@@ -745,8 +761,22 @@ int koe_generator_run(const koe_generator *g, koe_pool *pool, float *scratch, co
     if (rc) return rc;
     if (!f0) return koe_error_set(err, KOE_ERR_INVALID, "generator: missing F0");
     dims d = get_dims(g, frames2, pool);
-    /* The harmonic source goes through the audio buffer (same length), then into har. */
-    koe_generator_har_source(g, f0, frames2, noise, audio);
+    /* The harmonic source goes through the audio buffer (same length), then into har; its
+     * phase table borrows the (not yet used) conv_post area of the scratch. */
+    float *P = scratch + (size_t)2 * NBIN * d.T2;
+    phase_table(f0, frames2, noise, P);
+    light_job hj = {.op = OP_HAR,
+                    .x = audio,
+                    .a = P,
+                    .n = d.S,
+                    .g = g,
+                    .f0 = f0,
+                    .frames2 = frames2,
+                    .noise = noise};
+    if (pool)
+        koe_pool_run(pool, LIGHT_TASKS, light_task, &hj);
+    else
+        for (int t = 0; t < LIGHT_TASKS; t++) light_task(&hj, t);
     tap_emit(tap, "har_source", audio, 3, 1, d.S, 1);
     float *har = scratch;
     light_run(pool, OP_STFT, har, audio, d.S, har + (size_t)NBIN * d.T2);

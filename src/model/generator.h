@@ -54,9 +54,10 @@ int koe_generator_run_from_har(const koe_generator *g, koe_pool *pool, float *sc
                                const float *har_phase, const float *s_dec, const koe_stage_tap *tap,
                                volatile const int *cancel, float *audio, koe_error *err);
 
-/* The pieces, exposed for tests. har_source: [S] from f0 [frames2] (l_linear weights of g). */
-void koe_generator_har_source(const koe_generator *g, const float *f0, int frames2, koe_noise noise,
-                              float *har_source);
+/* The pieces, exposed for tests. har_source: [S] from f0 [frames2] (l_linear weights of g);
+ * allocates a small table (returns KOE_ERR_NOMEM if that fails, else 0). */
+int koe_generator_har_source(const koe_generator *g, const float *f0, int frames2, koe_noise noise,
+                             float *har_source);
 /* STFT (n_fft 20, hop 5, periodic Hann, reflect pad 10, onesided) of x [n] (n a multiple of 5,
  * n ≥ 11): spec and phase [11, n/5 + 1]. */
 void koe_stft20(const float *x, int64_t n, float *spec, float *phase);
