@@ -365,6 +365,13 @@ static void test_noise_and_cancel(void) {
     KT_EXPECT(!koe_generator_run(gen, pool, scratch, x, T0, f0, style, n1, &tap, NULL, a, &err));
     KT_EXPECT(!koe_generator_har_source(gen, f0, T0, n1, c));
     KT_CHECK(!memcmp(b, c, sizeof(float) * S), "har_source: serial and pooled differ");
+    /* The shortest input: one step (300 samples). */
+    float *scratch1 = malloc(sizeof(float) * koe_generator_scratch_floats(gen, 1, NULL));
+    KT_EXPECT(!koe_generator_run(gen, NULL, scratch1, x, 1, f0, style, n1, NULL, NULL, c, &err));
+    int fin1 = 1;
+    for (int i = 0; i < 300; i++) fin1 &= isfinite(c[i]);
+    KT_EXPECT(fin1);
+    free(scratch1);
     volatile int cancel = 1;
     int rc = koe_generator_run(gen, pool, scratch, x, T0, f0, style, n1, NULL, &cancel, a, &err);
     KT_CHECK(rc == KOE_ERR_CANCELLED, "cancel: rc %d", rc);
