@@ -14,6 +14,7 @@ KOE_WEAK int koe_cmd_synth(int argc, char **argv);
 KOE_WEAK int koe_cmd_random_weights(int argc, char **argv);
 KOE_WEAK int koe_cmd_voices(int argc, char **argv);
 KOE_WEAK int koe_cmd_serve(int argc, char **argv);
+KOE_WEAK int koe_cmd_download(int argc, char **argv);
 
 static const koe_command commands[] = {
     {"serve", koe_cmd_serve, "run the speech server (OpenAI-compatible HTTP API)"},
@@ -22,6 +23,7 @@ static const koe_command commands[] = {
     {"phonemize", koe_cmd_phonemize, "show segments, phonemes and token ids of a text"},
     {"model-check", koe_cmd_model_check, "check the engine against a reference case"},
     {"random-weights", koe_cmd_random_weights, "write full-size random Kokoro weights"},
+    {"download", koe_cmd_download, "fetch the official Kokoro weights (verified, resumable)"},
 };
 
 static void usage(FILE *f) {
