@@ -12,6 +12,8 @@ PACKAGES=(
   libmp3lame-dev libopus-dev libogg-dev libflac-dev libavcodec-dev libavutil-dev libebur128-dev
   libcurl4-openssl-dev
   ffmpeg sox curl
+  nginx-light
+  chromium
 )
 # Node.js and npm fetch the voices (and run the client tests); take Debian's only if none is there.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
@@ -59,4 +61,15 @@ if [ "$have" -ne "$VOICE_COUNT" ]; then
     exit 1
   fi
 fi
+# Node packages of the test clients (the official openai client, playwright-core), pinned by
+# their committed lock files; reinstalled only when a lock file changed.
+for dir in tests/client tests/web; do
+  [ -f "$dir/package-lock.json" ] || continue
+  stamp="$dir/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
+    echo "deps: npm ci in $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --silent
+  fi
+done
+
 echo "deps: ok (${#PACKAGES[@]} packages, $VOICE_COUNT voices in $VOICE_DIR)"
