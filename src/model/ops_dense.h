@@ -89,7 +89,8 @@ int koe_lstm_units(const koe_lstm *l);
 
 /* Scratch for T input rows and `steps` recurrence steps (steps = T unless expanded). */
 size_t koe_lstm_scratch_floats(const koe_lstm *l, int T);
-/* x: [T, in] (stride ldx) → y: [T, 2u] (stride ldy). The two directions run as two pool tasks. */
+/* x: [T, in] (stride ldx) → y: [T, 2u] (stride ldy). The two directions run as two pool tasks.
+ * y may overlap x (x is read completely before y is written). */
 void koe_lstm_run(const koe_lstm *l, koe_pool *pool, float *scratch, const float *x, int ldx, int T,
                   float *y, int ldy);
 /* The LSTM over the sequence in which row t of x is repeated rep[t] ≥ 1 times (steps = Σ rep):

@@ -1,0 +1,405 @@
+#include "model/ops_dense.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/ops_conv.h" /* koe_blas_single_thread */
+
+static int n_threads(koe_pool *pool) {
+    return pool ? koe_pool_threads(pool) : 1;
+}
+
+/* ---- weights ----------------------------------------------------------------------------- */
+static void shape_str(char *out, size_t cap, int nd, const int64_t *s) {
+    out[0] = 0;
+    for (int i = 0; i < nd && i < 4; i++) {
+        if (s[i] < 0) /* a size the caller left open */
+            snprintf(out + strlen(out), cap - strlen(out), "%s?", i ? ", " : "");
+        else
+            snprintf(out + strlen(out), cap - strlen(out), "%s%lld", i ? ", " : "",
+                     (long long)s[i]);
+    }
+}
+
+const float *koe_fetch(koe_fetcher *f, const char *name, int nd, int64_t *want) {
+    if (f->failed) return NULL;
+    int ndim = 0;
+    int64_t shape[4] = {0};
+    const float *p = f->lookup(f->user, name, &ndim, shape);
+    if (!p) {
+        f->failed = KOE_ERR_NOT_FOUND;
+        koe_error_set(f->err, KOE_ERR_NOT_FOUND, "missing tensor %s", name);
+        return NULL;
+    }
+    int ok = ndim == nd;
+    for (int i = 0; ok && i < nd; i++) {
+        if (want[i] == -1 && shape[i] > 0) want[i] = shape[i];
+        ok = want[i] == shape[i] && shape[i] > 0;
+    }
+    if (!ok) {
+        char got[96], exp[96];
+        shape_str(got, sizeof got, ndim, shape);
+        shape_str(exp, sizeof exp, nd, want);
+        f->failed = KOE_ERR_FORMAT;
+        koe_error_set(f->err, KOE_ERR_FORMAT, "tensor %s has shape [%s], expected [%s]", name, got,
+                      exp);
+        return NULL;
+    }
+    return p;
+}
+
+float *koe_fetch_copy(koe_fetcher *f, const char *name, int nd, int64_t *want) {
+    const float *p = koe_fetch(f, name, nd, want);
+    if (!p) return NULL;
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)want[i];
+    float *q = malloc(n * sizeof *q);
+    if (!q) {
+        f->failed = KOE_ERR_NOMEM;
+        koe_error_set(f->err, KOE_ERR_NOMEM, "out of memory copying %s", name);
+        return NULL;
+    }
+    memcpy(q, p, n * sizeof *q);
+    return q;
+}
+
+/* ---- linear layers ----------------------------------------------------------------------- */
+typedef struct linear_job {
+    const float *x, *w, *b;
+    float *y;
+    int ldx, ldy, T, in, out, chunk;
+} linear_job;
+
+static void linear_cols(const linear_job *j, int j0, int j1) {
+    if (j1 <= j0) return;
+    float beta = 0.0f;
+    if (j->b) {
+        for (int t = 0; t < j->T; t++)
+            memcpy(j->y + (size_t)t * j->ldy + j0, j->b + j0, (size_t)(j1 - j0) * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, j1 - j0, j->in, 1.0f, j->x, j->ldx,
+                j->w + (size_t)j0 * j->in, j->in, beta, j->y + j0, j->ldy);
+}
+
+static void linear_task(void *arg, int task) {
+    const linear_job *j = arg;
+    int j0 = task * j->chunk, j1 = j0 + j->chunk;
+    linear_cols(j, j0, j1 < j->out ? j1 : j->out);
+}
+
+void koe_linear(koe_pool *pool, const float *x, int ldx, int T, int in, const float *w,
+                const float *b, int out, float *y, int ldy) {
+    if (T <= 0 || out <= 0) return;
+    koe_blas_single_thread();
+    linear_job j = {x, w, b, y, ldx, ldy, T, in, out, out};
+    int nt = n_threads(pool);
+    /* Below ~64k multiply-adds the fork-join costs more than it saves. */
+    if (nt > 1 && (double)T * in * out >= 65536.0 && out >= 32) {
+        int chunk = (out + nt - 1) / nt;
+        chunk = (chunk + 15) / 16 * 16; /* whole SIMD blocks of columns per thread */
+        j.chunk = chunk;
+        koe_pool_run(pool, (out + chunk - 1) / chunk, linear_task, &j);
+    } else {
+        linear_cols(&j, 0, out);
+    }
+}
+
+int koe_dense_load(koe_fetcher *f, const char *prefix, int in, int out, koe_dense *d) {
+    char nm[200];
+    int64_t sw[2] = {out, in};
+    memset(d, 0, sizeof *d);
+    snprintf(nm, sizeof nm, "%s.weight", prefix);
+    d->w = koe_fetch_copy(f, nm, 2, sw);
+    int64_t sb[1] = {sw[0]};
+    snprintf(nm, sizeof nm, "%s.bias", prefix);
+    d->b = koe_fetch_copy(f, nm, 1, sb);
+    if (f->failed) {
+        koe_dense_free(d);
+        return f->failed;
+    }
+    d->out = (int)sw[0];
+    d->in = (int)sw[1];
+    return 0;
+}
+
+void koe_dense_free(koe_dense *d) {
+    free(d->w);
+    free(d->b);
+    d->w = d->b = NULL;
+}
+
+void koe_dense_run(const koe_dense *d, koe_pool *pool, const float *x, int ldx, int T, float *y,
+                   int ldy) {
+    koe_linear(pool, x, ldx, T, d->in, d->w, d->b, d->out, y, ldy);
+}
+
+/* ---- normalization and activations ------------------------------------------------------- */
+void koe_layer_norm_rows(float *x, int T, int C, int ld, const float *scale, const float *shift,
+                         float eps) {
+    for (int t = 0; t < T; t++) {
+        float *r = x + (size_t)t * ld;
+        double s = 0.0;
+        for (int c = 0; c < C; c++) s += r[c];
+        double mean = s / C, v = 0.0;
+        for (int c = 0; c < C; c++) {
+            double e = r[c] - mean;
+            v += e * e;
+        }
+        double inv = 1.0 / sqrt(v / C + (double)eps);
+        for (int c = 0; c < C; c++) {
+            /* the centring in double: a float mean far from zero would lose low bits */
+            float y = (float)((r[c] - mean) * inv);
+            if (scale) y *= scale[c];
+            if (shift) y += shift[c];
+            r[c] = y;
+        }
+    }
+}
+
+void koe_layer_norm_cols(float *x, int C, int T, const float *scale, const float *shift,
+                         float eps) {
+    enum { B = 64 }; /* columns per block: statistics stay on the stack, rows stream through */
+    for (int t0 = 0; t0 < T; t0 += B) {
+        int nb = T - t0 < B ? T - t0 : B;
+        double mean[B] = {0}, var[B] = {0};
+        for (int c = 0; c < C; c++) {
+            const float *r = x + (size_t)c * T + t0;
+            for (int i = 0; i < nb; i++) mean[i] += r[i];
+        }
+        for (int i = 0; i < nb; i++) mean[i] /= C;
+        for (int c = 0; c < C; c++) {
+            const float *r = x + (size_t)c * T + t0;
+            for (int i = 0; i < nb; i++) {
+                double e = r[i] - mean[i];
+                var[i] += e * e;
+            }
+        }
+        double inv[B];
+        for (int i = 0; i < nb; i++) inv[i] = 1.0 / sqrt(var[i] / C + (double)eps);
+        for (int c = 0; c < C; c++) {
+            float *r = x + (size_t)c * T + t0;
+            float sc = scale ? scale[c] : 1.0f, sh = shift ? shift[c] : 0.0f;
+            for (int i = 0; i < nb; i++) r[i] = (float)((r[i] - mean[i]) * inv[i]) * sc + sh;
+        }
+    }
+}
+
+void koe_ada_ln_affine(const float *gamma_beta, int C, float *scale, float *shift) {
+    for (int c = 0; c < C; c++) {
+        scale[c] = 1.0f + gamma_beta[c];
+        shift[c] = gamma_beta[C + c];
+    }
+}
+
+void koe_gelu_new(float *x, size_t n) {
+    const float k = 0.7978845608028654f; /* √(2/π) */
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void koe_transpose(const float *x, int T, int C, int ldx, float *y, int ldy) {
+    enum { B = 32 }; /* tiles keep both sides in cache */
+    for (int t0 = 0; t0 < T; t0 += B)
+        for (int c0 = 0; c0 < C; c0 += B) {
+            int t1 = t0 + B < T ? t0 + B : T, c1 = c0 + B < C ? c0 + B : C;
+            for (int c = c0; c < c1; c++)
+                for (int t = t0; t < t1; t++) y[(size_t)c * ldy + t] = x[(size_t)t * ldx + c];
+        }
+}
+
+/* ---- attention --------------------------------------------------------------------------- */
+size_t koe_attention_scratch_floats(int T, koe_pool *pool) {
+    return (size_t)n_threads(pool) * (size_t)T * (size_t)T;
+}
+
+typedef struct attn_job {
+    const float *qkv;
+    float *ctx, *scratch;
+    int T, heads, d, slots;
+} attn_job;
+
+static void attn_slot(void *arg, int slot) {
+    const attn_job *j = arg;
+    int T = j->T, d = j->d, hd = j->heads * d, ld = 3 * hd;
+    float *S = j->scratch + (size_t)slot * T * T;
+    float alpha = (float)(1.0 / sqrt((double)d));
+    for (int h = slot; h < j->heads; h += j->slots) {
+        const float *q = j->qkv + (size_t)h * d, *k = q + hd, *v = q + 2 * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, alpha, q, ld, k, ld, 0.0f, S,
+                    T);
+        for (int t = 0; t < T; t++) {
+            float *r = S + (size_t)t * T, mx = r[0];
+            for (int i = 1; i < T; i++) mx = r[i] > mx ? r[i] : mx;
+            float sum = 0.0f;
+            for (int i = 0; i < T; i++) {
+                r[i] = expf(r[i] - mx);
+                sum += r[i];
+            }
+            float inv = 1.0f / sum;
+            for (int i = 0; i < T; i++) r[i] *= inv;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, S, T, v, ld, 0.0f,
+                    j->ctx + (size_t)h * d, hd);
+    }
+}
+
+void koe_attention(koe_pool *pool, float *scratch, const float *qkv, int T, int heads, int d,
+                   float *ctx) {
+    koe_blas_single_thread();
+    int slots = n_threads(pool);
+    if (slots > heads) slots = heads;
+    attn_job j = {qkv, ctx, scratch, T, heads, d, slots};
+    if (slots > 1)
+        koe_pool_run(pool, slots, attn_slot, &j);
+    else
+        attn_slot(&j, 0);
+}
+
+/* ---- bidirectional LSTM ------------------------------------------------------------------ */
+struct koe_lstm {
+    int in, u;
+    float *w_ih; /* [8u, in]: forward gates then backward gates, so one sgemm projects both */
+    float *bias; /* [8u]: bias_ih + bias_hh */
+    float *w_hh[2];
+};
+
+koe_lstm *koe_lstm_load(koe_fetcher *f, const char *prefix, int in, int units) {
+    if (f->failed) return NULL;
+    koe_lstm *l = calloc(1, sizeof *l);
+    if (!l) {
+        f->failed = KOE_ERR_NOMEM;
+        koe_error_set(f->err, KOE_ERR_NOMEM, "out of memory loading %s", prefix);
+        return NULL;
+    }
+    int64_t g4 = units > 0 ? 4 * (int64_t)units : -1, win = in;
+    for (int dir = 0; dir < 2 && !f->failed; dir++) {
+        const char *sfx = dir ? "_reverse" : "";
+        char nm[200];
+        int64_t sih[2] = {g4, win};
+        snprintf(nm, sizeof nm, "%s.weight_ih_l0%s", prefix, sfx);
+        const float *wih = koe_fetch(f, nm, 2, sih);
+        if (f->failed) break;
+        g4 = sih[0];
+        win = sih[1];
+        if (g4 % 4) {
+            f->failed = KOE_ERR_FORMAT;
+            koe_error_set(f->err, KOE_ERR_FORMAT, "tensor %s: %lld rows is not 4 gates", nm,
+                          (long long)g4);
+            break;
+        }
+        int64_t shh[2] = {g4, g4 / 4}, sb[1] = {g4}, sb2[1] = {g4};
+        snprintf(nm, sizeof nm, "%s.weight_hh_l0%s", prefix, sfx);
+        const float *whh = koe_fetch(f, nm, 2, shh);
+        snprintf(nm, sizeof nm, "%s.bias_ih_l0%s", prefix, sfx);
+        const float *bih = koe_fetch(f, nm, 1, sb);
+        snprintf(nm, sizeof nm, "%s.bias_hh_l0%s", prefix, sfx);
+        const float *bhh = koe_fetch(f, nm, 1, sb2);
+        if (f->failed) break;
+        if (dir == 0) {
+            l->u = (int)(g4 / 4);
+            l->in = (int)win;
+            l->w_ih = malloc((size_t)8 * l->u * l->in * sizeof(float));
+            l->bias = malloc((size_t)8 * l->u * sizeof(float));
+        }
+        l->w_hh[dir] = malloc((size_t)4 * l->u * l->u * sizeof(float));
+        if (!l->w_ih || !l->bias || !l->w_hh[dir]) {
+            f->failed = KOE_ERR_NOMEM;
+            koe_error_set(f->err, KOE_ERR_NOMEM, "out of memory loading %s", prefix);
+            break;
+        }
+        size_t G = (size_t)4 * l->u;
+        memcpy(l->w_ih + dir * G * l->in, wih, G * l->in * sizeof(float));
+        memcpy(l->w_hh[dir], whh, G * l->u * sizeof(float));
+        for (size_t i = 0; i < G; i++) l->bias[dir * G + i] = bih[i] + bhh[i];
+    }
+    if (f->failed) {
+        koe_lstm_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void koe_lstm_free(koe_lstm *l) {
+    if (!l) return;
+    free(l->w_ih);
+    free(l->bias);
+    free(l->w_hh[0]);
+    free(l->w_hh[1]);
+    free(l);
+}
+
+int koe_lstm_in(const koe_lstm *l) {
+    return l->in;
+}
+
+int koe_lstm_units(const koe_lstm *l) {
+    return l->u;
+}
+
+size_t koe_lstm_scratch_floats(const koe_lstm *l, int T) {
+    /* input projections of both directions + per direction h, c and the 4u gate sums */
+    return (size_t)T * 8 * l->u + 2 * (size_t)6 * l->u;
+}
+
+typedef struct lstm_job {
+    const koe_lstm *l;
+    const float *G; /* [T, 8u] */
+    float *state;   /* 2 × 6u */
+    const int32_t *rep;
+    float *y;
+    int T, steps, ldy;
+} lstm_job;
+
+static inline float sigmoidf(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* One direction's recurrence: gates = G[token] + W_hh·h, then the cell update. */
+static void lstm_dir(void *arg, int dir) {
+    const lstm_job *j = arg;
+    int u = j->l->u, G4 = 4 * u;
+    float *h = j->state + (size_t)dir * 6 * u, *c = h + u, *g = c + u;
+    memset(h, 0, 2 * (size_t)u * sizeof(float));
+    const float *W = j->l->w_hh[dir];
+    int step = dir ? j->steps - 1 : 0;
+    for (int k = 0; k < j->T; k++) {
+        int t = dir ? j->T - 1 - k : k;
+        int reps = j->rep ? j->rep[t] : 1;
+        const float *gin = j->G + (size_t)t * 8 * u + (size_t)dir * G4;
+        for (int r = 0; r < reps; r++) {
+            memcpy(g, gin, (size_t)G4 * sizeof(float));
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, G4, u, 1.0f, W, u, h, 1, 1.0f, g, 1);
+            float *out = j->y + (size_t)step * j->ldy + (size_t)dir * u;
+            for (int i = 0; i < u; i++) {
+                float ig = sigmoidf(g[i]), fg = sigmoidf(g[u + i]);
+                float gg = tanhf(g[2 * u + i]), og = sigmoidf(g[3 * u + i]);
+                c[i] = fg * c[i] + ig * gg;
+                h[i] = og * tanhf(c[i]);
+                out[i] = h[i];
+            }
+            step += dir ? -1 : 1;
+        }
+    }
+}
+
+void koe_lstm_run_repeated(const koe_lstm *l, koe_pool *pool, float *scratch, const float *x,
+                           int ldx, int T, const int32_t *rep, float *y, int ldy) {
+    if (T <= 0) return;
+    float *G = scratch;
+    koe_linear(pool, x, ldx, T, l->in, l->w_ih, l->bias, 8 * l->u, G, 8 * l->u);
+    int steps = 0;
+    for (int t = 0; t < T; t++) steps += rep ? rep[t] : 1;
+    lstm_job j = {l, G, scratch + (size_t)T * 8 * l->u, rep, y, T, steps, ldy};
+    koe_pool_run(pool, 2, lstm_dir, &j); /* the two directions in parallel */
+}
+
+void koe_lstm_run(const koe_lstm *l, koe_pool *pool, float *scratch, const float *x, int ldx, int T,
+                  float *y, int ldy) {
+    koe_lstm_run_repeated(l, pool, scratch, x, ldx, T, NULL, y, ldy);
+}
