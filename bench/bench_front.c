@@ -4,7 +4,7 @@
  * of N runs after a warm-up). Weights are U(−1/√fan_in, 1/√fan_in) of the full shapes; the
  * duration_proj bias is −2.65 so that a token lasts about 3.3 frames, as in real speech.
  *
- * usage: bench_front [runs]   (default 5) */
+ * usage: bench_front [runs [tokens]]   (default 5 runs; 20, 100 and 400 tokens) */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,9 +221,9 @@ enum { P_BERT, P_TE, P_DUR, P_F0N, N_PARTS };
 static const char *const PART[N_PARTS] = {"albert", "text_enc", "durations", "f0n"};
 
 int main(int argc, char **argv) {
-    int runs = argc > 1 ? atoi(argv[1]) : 5;
-    if (runs < 1 || runs > 100) {
-        fprintf(stderr, "usage: bench_front [runs 1..100]\n");
+    int runs = argc > 1 ? atoi(argv[1]) : 5, only = argc > 2 ? atoi(argv[2]) : 0;
+    if (runs < 1 || runs > 100 || only < 0 || only > POS) {
+        fprintf(stderr, "usage: bench_front [runs 1..100 [tokens 2..512]]\n");
         return 2;
     }
     weights w = {.rng = 0x9E3779B97F4A7C15ULL};
@@ -242,8 +242,12 @@ int main(int argc, char **argv) {
     printf("# bench_front: full-size front half on random weights, median of %d runs (s)\n", runs);
     printf("%-7s %-7s %-7s %-9s %-9s %-9s %-9s %-9s\n", "tokens", "threads", "frames", PART[0],
            PART[1], PART[2], PART[3], "total");
-    static const int lens[3] = {20, 100, 400};
-    for (int li = 0; li < 3; li++) {
+    int lens[3] = {20, 100, 400}, n_lens = 3;
+    if (only) {
+        lens[0] = only < 2 ? 2 : only;
+        n_lens = 1;
+    }
+    for (int li = 0; li < n_lens; li++) {
         int T = lens[li];
         int64_t *ids = malloc((size_t)T * sizeof *ids);
         for (int t = 0; t < T; t++) ids[t] = t == 0 || t == T - 1 ? 0 : 1 + (t * 37) % (VOCAB - 1);

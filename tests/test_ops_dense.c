@@ -109,7 +109,45 @@ static void check_linear(int T, int in, int out, int with_bias) {
     free(yc);
 }
 
+/* koe_dense stores wide-input layers transposed: same results either way. */
+static void check_dense(int T, int in, int out) {
+    table tb = {0};
+    float *w = table_add(&tb, "fc.weight", 2, out, in, 61);
+    float *b = table_add(&tb, "fc.bias", 1, out, 0, 62);
+    koe_error err = {0};
+    koe_fetcher f = {table_lookup, &tb, &err, 0};
+    koe_dense d;
+    int rc = koe_dense_load(&f, "fc", in, -1, &d);
+    KT_CHECK(rc == 0 && d.in == in && d.out == out, "dense load %dx%d: %s", out, in, err.msg);
+    if (rc) {
+        table_free(&tb);
+        return;
+    }
+    KT_CHECK(d.w_in_out == (in > out), "dense %d -> %d stored %s", in, out,
+             d.w_in_out ? "[in, out]" : "[out, in]");
+    float *x = rand_buf((size_t)T * in, 63, 1.0f), *y = malloc((size_t)T * out * sizeof *y);
+    double *ref = malloc((size_t)T * out * sizeof *ref);
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < out; o++) {
+            double s = b[o];
+            for (int i = 0; i < in; i++) s += (double)x[(size_t)t * in + i] * w[(size_t)o * in + i];
+            ref[(size_t)t * out + o] = s;
+        }
+    for (int threads = 1; threads <= 2; threads++) {
+        koe_dense_run(&d, threads == 2 ? pool2 : NULL, x, in, T, y, out);
+        double e = rel_err(y, ref, (size_t)T * out);
+        KT_CHECK(e < 1e-5, "dense %d -> %d threads=%d: rel err %g", in, out, threads, e);
+    }
+    koe_dense_free(&d);
+    free(x);
+    free(y);
+    free(ref);
+    table_free(&tb);
+}
+
 static void test_linear(void) {
+    check_dense(9, 300, 70);
+    check_dense(9, 70, 300);
     check_linear(1, 5, 3, 1);
     check_linear(7, 37, 53, 1);
     check_linear(20, 100, 200, 1); /* large enough to be split over threads */

@@ -44,6 +44,7 @@ void koe_linear(koe_pool *pool, const float *x, int ldx, int T, int in, const fl
 typedef struct koe_dense {
     int in, out;
     float *w, *b;
+    int w_in_out; /* w stored transposed, [in, out] (chosen at load for speed) */
 } koe_dense;
 
 /* in / out: expected sizes or -1 for any. Returns 0 or the fetcher's error code. */

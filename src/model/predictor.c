@@ -121,7 +121,7 @@ int koe_predictor_durations(const koe_predictor *p, koe_pool *pool, float *scrat
     }
     for (int i = 0; i < N_ENC; i++) {
         koe_lstm_run(p->enc_lstm[i], pool, ls, d, W, T, d, W);
-        koe_linear(NULL, s_pro, st, 1, st, p->enc_ln_fc[i].w, p->enc_ln_fc[i].b, 2 * H, gb, 2 * H);
+        koe_dense_run(&p->enc_ln_fc[i], NULL, s_pro, st, 1, gb, 2 * H);
         koe_ada_ln_affine(gb, H, scale, shift);
         koe_layer_norm_rows(d, T, H, W, scale, shift, 1e-5f);
     }
