@@ -230,6 +230,13 @@ static void test_gelu(void) {
     koe_gelu_new(x, N);
     double e = rel_err(x, ref, N);
     KT_CHECK(e < 1e-6, "gelu_new: rel err %g", e);
+    /* far out: exactly x above, 0 below, and no NaN or overflow on the way */
+    float far[6] = {50.0f, -50.0f, 1e4f, -1e4f, 3e38f, -3e38f};
+    koe_gelu_new(far, 6);
+    KT_CHECK(far[0] == 50.0f && far[2] == 1e4f && far[4] == 3e38f, "gelu_new(x) = x for large x");
+    KT_CHECK(fabsf(far[1]) < 1e-30f && fabsf(far[3]) < 1e-30f && fabsf(far[5]) < 1e-30f,
+             "gelu_new(x) = 0 for very negative x (%g %g %g)", (double)far[1], (double)far[3],
+             (double)far[5]);
 }
 
 static void test_transpose(void) {

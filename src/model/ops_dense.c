@@ -18,8 +18,8 @@ static int n_threads(koe_pool *pool) {
  * degree-6 Taylor polynomial, relative error ≈ 2e-7 (a few ulp), clamped to the float range. The
  * kernels below are compiled for AVX-512, AVX2 and the baseline and picked at run time. */
 static inline __attribute__((always_inline)) float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    x = x > -87.0f ? x : -87.0f; /* written so that a NaN becomes -87: no undefined cast below */
+    x = x < 88.0f ? x : 88.0f;
     float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round(x / ln2) */
     float r = x - n * 0.693145751953125f;                    /* ln2 split: exact high part */
     r = r - n * 1.428606820309417e-06f;
