@@ -109,7 +109,7 @@ static void check_linear(int T, int in, int out, int with_bias) {
     free(yc);
 }
 
-/* koe_dense stores wide-input layers transposed: same results either way. */
+/* koe_dense in every layout this CPU runs gives the same results. */
 static void check_dense(int T, int in, int out) {
     table tb = {0};
     float *w = table_add(&tb, "fc.weight", 2, out, in, 61);
@@ -118,27 +118,46 @@ static void check_dense(int T, int in, int out) {
     koe_fetcher f = {table_lookup, &tb, &err, 0};
     koe_dense d;
     int rc = koe_dense_load(&f, "fc", in, -1, &d);
-    KT_CHECK(rc == 0 && d.in == in && d.out == out, "dense load %dx%d: %s", out, in, err.msg);
-    if (rc) {
-        table_free(&tb);
-        return;
-    }
-    KT_CHECK(d.w_in_out == (in > out), "dense %d -> %d stored %s", in, out,
-             d.w_in_out ? "[in, out]" : "[out, in]");
-    float *x = rand_buf((size_t)T * in, 63, 1.0f), *y = malloc((size_t)T * out * sizeof *y);
-    double *ref = malloc((size_t)T * out * sizeof *ref);
-    for (int t = 0; t < T; t++)
-        for (int o = 0; o < out; o++) {
-            double s = b[o];
-            for (int i = 0; i < in; i++) s += (double)x[(size_t)t * in + i] * w[(size_t)o * in + i];
-            ref[(size_t)t * out + o] = s;
-        }
-    for (int threads = 1; threads <= 2; threads++) {
-        koe_dense_run(&d, threads == 2 ? pool2 : NULL, x, in, T, y, out);
-        double e = rel_err(y, ref, (size_t)T * out);
-        KT_CHECK(e < 1e-5, "dense %d -> %d threads=%d: rel err %g", in, out, threads, e);
-    }
+    KT_CHECK(rc == 0 && d.in == in && d.out == out && d.layout == koe_dense_best_layout(in, out),
+             "dense load %dx%d: %s", out, in, err.msg);
     koe_dense_free(&d);
+    float *x = rand_buf((size_t)T * (in + 2), 63, 1.0f), *y = malloc((size_t)T * (out + 3) * 4);
+    double *ref = malloc((size_t)T * out * sizeof *ref);
+    for (int bias = 0; bias < 2; bias++) {
+        for (int t = 0; t < T; t++)
+            for (int o = 0; o < out; o++) {
+                double s = bias ? b[o] : 0.0;
+                for (int i = 0; i < in; i++)
+                    s += (double)x[(size_t)t * (in + 2) + i] * w[(size_t)o * in + i];
+                ref[(size_t)t * out + o] = s;
+            }
+        static const int layouts[4] = {KOE_DENSE_OUT_IN, KOE_DENSE_IN_OUT, 16, 32};
+        for (int li = 0; li < 4; li++) {
+            rc = koe_dense_init(&d, w, bias ? b : NULL, in, out, layouts[li], &err);
+            if (rc == KOE_ERR_UNSUPPORTED) continue; /* a panel width this CPU lacks */
+            KT_CHECK(rc == 0, "dense init layout %d: %s", layouts[li], err.msg);
+            if (rc) continue;
+            for (int threads = 1; threads <= 2; threads++) {
+                for (size_t i = 0; i < (size_t)T * (out + 3); i++) y[i] = 777.0f;
+                koe_dense_run(&d, threads == 2 ? pool2 : NULL, x, in + 2, T, y, out + 3);
+                double e = 0, m = 1e-30;
+                int pad_ok = 1;
+                for (int t = 0; t < T; t++) {
+                    for (int o = 0; o < out; o++) {
+                        e = fmax(e, fabs(y[(size_t)t * (out + 3) + o] - ref[(size_t)t * out + o]));
+                        m = fmax(m, fabs(ref[(size_t)t * out + o]));
+                    }
+                    for (int o = out; o < out + 3; o++)
+                        pad_ok &= y[(size_t)t * (out + 3) + o] == 777.0f;
+                }
+                KT_CHECK(e / m < 1e-5 && pad_ok,
+                         "dense %d -> %d, %d rows, layout %d, bias %d, threads %d: rel err %g%s",
+                         in, out, T, layouts[li], bias, threads, e / m,
+                         pad_ok ? "" : ", wrote past out");
+            }
+            koe_dense_free(&d);
+        }
+    }
     free(x);
     free(y);
     free(ref);
@@ -148,6 +167,9 @@ static void check_dense(int T, int in, int out) {
 static void test_linear(void) {
     check_dense(9, 300, 70);
     check_dense(9, 70, 300);
+    check_dense(1, 128, 256);   /* a style fc */
+    check_dense(13, 40, 33);    /* rows and columns not multiples of the blocks */
+    check_dense(25, 200, 1030); /* several panels per thread */
     check_linear(1, 5, 3, 1);
     check_linear(7, 37, 53, 1);
     check_linear(20, 100, 200, 1); /* large enough to be split over threads */

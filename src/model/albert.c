@@ -13,9 +13,9 @@ struct koe_albert {
     int V, P, E, Hb, I, H;
     float *word, *pos, *type0; /* [V,E], [P,E], [E] (token type 0 only) */
     float *emb_ln_w, *emb_ln_b;
-    koe_dense map;        /* E → Hb */
-    float *qkv_w, *qkv_b; /* [3Hb, Hb], [3Hb]: query, key, value stacked for one sgemm */
-    koe_dense dense;      /* attention output Hb → Hb */
+    koe_dense map;   /* E → Hb */
+    koe_dense qkv;   /* Hb → 3Hb: query, key, value stacked for one product */
+    koe_dense dense; /* attention output Hb → Hb */
     float *attn_ln_w, *attn_ln_b;
     koe_dense ffn, ffn_out; /* Hb → I, I → Hb */
     float *full_ln_w, *full_ln_b;
@@ -30,8 +30,7 @@ void koe_albert_free(koe_albert *a) {
     free(a->emb_ln_w);
     free(a->emb_ln_b);
     koe_dense_free(&a->map);
-    free(a->qkv_w);
-    free(a->qkv_b);
+    koe_dense_free(&a->qkv);
     koe_dense_free(&a->dense);
     free(a->attn_ln_w);
     free(a->attn_ln_b);
@@ -84,9 +83,13 @@ koe_albert *koe_albert_new(koe_tensor_lookup lookup, void *user, const koe_alber
         goto fail;
     }
 
-    a->qkv_w = malloc((size_t)3 * Hb * Hb * sizeof(float));
-    a->qkv_b = malloc((size_t)3 * Hb * sizeof(float));
-    if (!a->qkv_w || !a->qkv_b) goto nomem;
+    float *qkv_w = malloc((size_t)3 * Hb * Hb * sizeof(float));
+    float *qkv_b = malloc((size_t)3 * Hb * sizeof(float));
+    if (!qkv_w || !qkv_b) {
+        free(qkv_w);
+        free(qkv_b);
+        goto nomem;
+    }
     static const char *qkv_names[3] = {"query", "key", "value"};
     for (int i = 0; i < 3; i++) {
         char nm[160];
@@ -95,10 +98,14 @@ koe_albert *koe_albert_new(koe_tensor_lookup lookup, void *user, const koe_alber
         const float *w = koe_fetch(&f, nm, 2, sq);
         snprintf(nm, sizeof nm, LAYER "attention.%s.bias", qkv_names[i]);
         const float *b = koe_fetch(&f, nm, 1, sb);
-        if (f.failed) goto fail;
-        memcpy(a->qkv_w + (size_t)i * Hb * Hb, w, (size_t)Hb * Hb * sizeof(float));
-        memcpy(a->qkv_b + (size_t)i * Hb, b, (size_t)Hb * sizeof(float));
+        if (f.failed) break;
+        memcpy(qkv_w + (size_t)i * Hb * Hb, w, (size_t)Hb * Hb * sizeof(float));
+        memcpy(qkv_b + (size_t)i * Hb, b, (size_t)Hb * sizeof(float));
     }
+    int rc = f.failed ? f.failed : koe_dense_init(&a->qkv, qkv_w, qkv_b, Hb, 3 * Hb, -1, err);
+    free(qkv_w);
+    free(qkv_b);
+    if (rc) goto fail;
     int64_t s1[1] = {Hb}, s2[1] = {Hb}, s3[1] = {Hb}, s4[1] = {Hb};
     if (koe_dense_load(&f, LAYER "attention.dense", Hb, Hb, &a->dense)) goto fail;
     a->attn_ln_w = koe_fetch_copy(&f, LAYER "attention.LayerNorm.weight", 1, s1);
@@ -187,7 +194,7 @@ int koe_albert_run(const koe_albert *a, koe_pool *pool, float *scratch, const in
     int nt = pool ? koe_pool_threads(pool) : 1;
     gelu_job gj = {ff, tt * I, (tt * I + nt - 1) / nt};
     for (int layer = 0; layer < a->n_layers; layer++) {
-        koe_linear(pool, h, Hb, T, Hb, a->qkv_w, a->qkv_b, 3 * Hb, qkv, 3 * Hb);
+        koe_dense_run(&a->qkv, pool, h, Hb, T, qkv, 3 * Hb);
         koe_attention(pool, att, qkv, T, a->n_heads, Hb / a->n_heads, ctx);
         koe_dense_run(&a->dense, pool, ctx, Hb, T, h1, Hb);
         for (size_t i = 0; i < tt * Hb; i++) h1[i] += h[i];

@@ -40,14 +40,25 @@ float *koe_fetch_copy(koe_fetcher *f, const char *name, int nd, int64_t *want);
 void koe_linear(koe_pool *pool, const float *x, int ldx, int T, int in, const float *w,
                 const float *b, int out, float *y, int ldy);
 
-/* A Linear layer `prefix.weight` [out, in] + `prefix.bias` [out]. */
+/* A linear layer with its weights laid out once for speed. Layouts: [out, in] or [in, out] for
+ * OpenBLAS, or panels of 16 (AVX2) / 32 (AVX-512) outputs × in for koe's own kernel, which
+ * needs no per-call packing (the fastest at every row count measured; the default where the
+ * CPU has it). */
+enum { KOE_DENSE_OUT_IN = 0, KOE_DENSE_IN_OUT = 1 };
 typedef struct koe_dense {
     int in, out;
-    float *w, *b;
-    int w_in_out; /* w stored transposed, [in, out] (chosen at load for speed) */
+    float *w, *b; /* b: [out] (zeros when the layer has none) */
+    int layout;   /* KOE_DENSE_OUT_IN, KOE_DENSE_IN_OUT, 16 or 32 */
 } koe_dense;
 
-/* in / out: expected sizes or -1 for any. Returns 0 or the fetcher's error code. */
+/* The layout koe_dense_init picks for this CPU when asked for -1. */
+int koe_dense_best_layout(int in, int out);
+/* Copies w [out, in] (PyTorch layout) and b [out] (or NULL) into d in `layout` (-1 = best).
+ * Returns 0, or KOE_ERR_UNSUPPORTED for a panel width this CPU cannot run, or KOE_ERR_NOMEM. */
+int koe_dense_init(koe_dense *d, const float *w, const float *b, int in, int out, int layout,
+                   koe_error *err);
+/* Loads `prefix.weight` [out, in] + `prefix.bias` [out]; in / out: expected sizes or -1 for any.
+ * Returns 0 or the fetcher's error code. */
 int koe_dense_load(koe_fetcher *f, const char *prefix, int in, int out, koe_dense *d);
 void koe_dense_free(koe_dense *d);
 void koe_dense_run(const koe_dense *d, koe_pool *pool, const float *x, int ldx, int T, float *y,
