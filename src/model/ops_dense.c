@@ -575,11 +575,104 @@ void koe_attention(koe_pool *pool, float *scratch, const float *qkv, int T, int 
 }
 
 /* ---- bidirectional LSTM ------------------------------------------------------------------ */
+/* The recurrence's g += W_hh·h (4u × u, 1 MB at full size, read once per step) as broadcasts of
+ * h[k] against W_hhᵀ rows: W_hh is stored in panels of PW gate rows laid out [u][PW], so each
+ * step streams the matrix once with PW/VW accumulators in registers (sgemv's dot products
+ * ran at 35 GFLOP/s here). The last panel may be narrower: [u][rest]. */
+#define HH_PANEL_512 256 /* 16 registers of 16 */
+#define HH_PANEL_256 64  /* 8 registers of 8 */
+
+#define ACC16(OP)                                                                                  \
+    OP(0)                                                                                          \
+    OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11) OP(12) OP(13) OP(14)       \
+        OP(15)
+#define ACC8(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7)
+
+__attribute__((target("avx512f,fma"))) static void hh_avx512(const float *wp, int u, int G,
+                                                             const float *h, float *g) {
+    int p0 = 0;
+    for (; p0 + HH_PANEL_512 <= G; p0 += HH_PANEL_512) {
+        const float *w = wp + (size_t)p0 * u;
+#define DECL(i)  __m512 c##i = _mm512_loadu_ps(g + p0 + 16 * (i));
+#define STEP(i)  c##i = _mm512_fmadd_ps(v, _mm512_load_ps(wk + 16 * (i)), c##i);
+#define STORE(i) _mm512_storeu_ps(g + p0 + 16 * (i), c##i);
+        ACC16(DECL)
+        for (int k = 0; k < u; k++) {
+            __m512 v = _mm512_set1_ps(h[k]);
+            const float *wk = w + (size_t)k * HH_PANEL_512;
+            ACC16(STEP)
+        }
+        ACC16(STORE)
+#undef DECL
+#undef STEP
+#undef STORE
+    }
+    int nv = (G - p0) / 16;
+    const float *w = wp + (size_t)p0 * u;
+    for (int vi = 0; vi < nv; vi++) {
+        __m512 c = _mm512_loadu_ps(g + p0 + 16 * vi);
+        for (int k = 0; k < u; k++)
+            c = _mm512_fmadd_ps(_mm512_set1_ps(h[k]),
+                                _mm512_load_ps(w + (size_t)k * nv * 16 + 16 * vi), c);
+        _mm512_storeu_ps(g + p0 + 16 * vi, c);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void hh_avx2(const float *wp, int u, int G,
+                                                        const float *h, float *g) {
+    int p0 = 0;
+    for (; p0 + HH_PANEL_256 <= G; p0 += HH_PANEL_256) {
+        const float *w = wp + (size_t)p0 * u;
+#define DECL(i)  __m256 c##i = _mm256_loadu_ps(g + p0 + 8 * (i));
+#define STEP(i)  c##i = _mm256_fmadd_ps(v, _mm256_load_ps(wk + 8 * (i)), c##i);
+#define STORE(i) _mm256_storeu_ps(g + p0 + 8 * (i), c##i);
+        ACC8(DECL)
+        for (int k = 0; k < u; k++) {
+            __m256 v = _mm256_set1_ps(h[k]);
+            const float *wk = w + (size_t)k * HH_PANEL_256;
+            ACC8(STEP)
+        }
+        ACC8(STORE)
+#undef DECL
+#undef STEP
+#undef STORE
+    }
+    int nv = (G - p0) / 8;
+    const float *w = wp + (size_t)p0 * u;
+    for (int vi = 0; vi < nv; vi++) {
+        __m256 c = _mm256_loadu_ps(g + p0 + 8 * vi);
+        for (int k = 0; k < u; k++)
+            c = _mm256_fmadd_ps(_mm256_set1_ps(h[k]),
+                                _mm256_load_ps(w + (size_t)k * nv * 8 + 8 * vi), c);
+        _mm256_storeu_ps(g + p0 + 8 * vi, c);
+    }
+}
+
+/* Vector width of the recurrent kernel for G gate rows on this CPU: 16, 8, or 0 (sgemv). */
+static int hh_width(int G) {
+    int l = simd_level();
+    if (l == 2 && G % 16 == 0) return 16;
+    if (l >= 1 && G % 8 == 0) return 8;
+    return 0;
+}
+
+/* Packs w [G, u] (row-major, PyTorch) into the panel layout for vector width vw. */
+static void hh_pack(const float *w, int G, int u, int vw, float *wp) {
+    int pw = vw == 16 ? HH_PANEL_512 : HH_PANEL_256;
+    for (int p0 = 0; p0 < G; p0 += pw) {
+        int width = G - p0 < pw ? G - p0 : pw;
+        float *panel = wp + (size_t)p0 * u;
+        for (int r = 0; r < width; r++)
+            for (int k = 0; k < u; k++) panel[(size_t)k * width + r] = w[(size_t)(p0 + r) * u + k];
+    }
+}
+
 struct koe_lstm {
     int in, u;
     koe_dense proj; /* in → 8u: forward gates then backward gates (bias_ih + bias_hh), so one
                        product projects both directions */
-    float *w_hh[2];
+    float *w_hh[2]; /* [4u, u] row-major (hh_vw 0) or packed panels */
+    int hh_vw;      /* vector width of the recurrent kernel, 0 = cblas_sgemv */
 };
 
 koe_lstm *koe_lstm_load(koe_fetcher *f, const char *prefix, int in, int units) {
@@ -621,7 +714,8 @@ koe_lstm *koe_lstm_load(koe_fetcher *f, const char *prefix, int in, int units) {
             w_ih = malloc((size_t)8 * l->u * l->in * sizeof(float));
             bias = malloc((size_t)8 * l->u * sizeof(float));
         }
-        l->w_hh[dir] = malloc((size_t)4 * l->u * l->u * sizeof(float));
+        l->hh_vw = hh_width(4 * l->u);
+        l->w_hh[dir] = aligned_alloc(64, ((size_t)16 * l->u * l->u + 63) / 64 * 64);
         if (!w_ih || !bias || !l->w_hh[dir]) {
             f->failed = KOE_ERR_NOMEM;
             koe_error_set(f->err, KOE_ERR_NOMEM, "out of memory loading %s", prefix);
@@ -629,7 +723,10 @@ koe_lstm *koe_lstm_load(koe_fetcher *f, const char *prefix, int in, int units) {
         }
         size_t G = (size_t)4 * l->u;
         memcpy(w_ih + dir * G * l->in, wih, G * l->in * sizeof(float));
-        memcpy(l->w_hh[dir], whh, G * l->u * sizeof(float));
+        if (l->hh_vw)
+            hh_pack(whh, (int)G, l->u, l->hh_vw, l->w_hh[dir]);
+        else
+            memcpy(l->w_hh[dir], whh, G * l->u * sizeof(float));
         for (size_t i = 0; i < G; i++) bias[dir * G + i] = bih[i] + bhh[i];
     }
     if (!f->failed) {
@@ -689,7 +786,12 @@ static void lstm_dir(void *arg, int dir) {
         const float *gin = j->G + (size_t)t * 8 * u + (size_t)dir * G4;
         for (int r = 0; r < reps; r++) {
             memcpy(g, gin, (size_t)G4 * sizeof(float));
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, G4, u, 1.0f, W, u, h, 1, 1.0f, g, 1);
+            if (j->l->hh_vw == 16)
+                hh_avx512(W, u, G4, h, g);
+            else if (j->l->hh_vw == 8)
+                hh_avx2(W, u, G4, h, g);
+            else
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, G4, u, 1.0f, W, u, h, 1, 1.0f, g, 1);
             float *out = j->y + (size_t)step * j->ldy + (size_t)dir * u;
             if (simd == 2)
                 lstm_cell_avx512(g, c, h, out, u);
