@@ -582,11 +582,8 @@ void koe_attention(koe_pool *pool, float *scratch, const float *qkv, int T, int 
 #define HH_PANEL_512 256 /* 16 registers of 16 */
 #define HH_PANEL_256 64  /* 8 registers of 8 */
 
-#define ACC16(OP)                                                                                  \
-    OP(0)                                                                                          \
-    OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11) OP(12) OP(13) OP(14)       \
-        OP(15)
-#define ACC8(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7)
+#define ACC8(OP)  OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7)
+#define ACC16(OP) ACC8(OP) OP(8) OP(9) OP(10) OP(11) OP(12) OP(13) OP(14) OP(15)
 
 __attribute__((target("avx512f,fma"))) static void hh_avx512(const float *wp, int u, int G,
                                                              const float *h, float *g) {
