@@ -70,6 +70,38 @@ static int blob_open(blob *b, const char *dir) {
     return 0;
 }
 
+/* Without the raw blob (a clone without ../shared): random weights of the committed manifest's
+ * names and shapes, enough for every test but the reference comparison. */
+static int blob_random(blob *b, const char *dir) {
+    char p[1200];
+    memset(b, 0, sizeof *b);
+    snprintf(p, sizeof p, "%s/kokoro-tiny-seed1.manifest.json", dir);
+    char *m = kt_read_file(p, NULL);
+    b->tensors = m ? cJSON_Parse(m) : NULL;
+    free(m);
+    if (!cJSON_IsArray(b->tensors)) {
+        cJSON_Delete(b->tensors);
+        b->tensors = NULL;
+        return -1;
+    }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, b->tensors) {
+        const cJSON *off = cJSON_GetObjectItem(t, "offset"), *nb = cJSON_GetObjectItem(t, "nbytes");
+        if (cJSON_IsNumber(off) && cJSON_IsNumber(nb) &&
+            (size_t)(off->valuedouble + nb->valuedouble) > b->len)
+            b->len = (size_t)(off->valuedouble + nb->valuedouble);
+    }
+    b->data = malloc(b->len ? b->len : 1);
+    if (!b->data) return -1;
+    uint64_t x = 12345;
+    for (size_t i = 0; i + 4 <= b->len; i += 4) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        float v = (float)((double)(x >> 40) / (double)(1 << 24) - 0.5) * 0.6f;
+        memcpy(b->data + i, &v, 4);
+    }
+    return 0;
+}
+
 static void blob_close(blob *b) {
     cJSON_Delete(b->tensors);
     free(b->data);
@@ -573,7 +605,15 @@ int main(void) {
         fprintf(stderr, "cannot read %s\n", p);
         return 1;
     }
-    if (blob_open(&weights, shared)) return kt_skip("no kokoro-tiny-seed1.bin in the vectors");
+    int random_weights = 0;
+    if (blob_open(&weights, shared)) {
+        if (blob_random(&weights, committed)) return kt_skip("no kokoro-tiny manifest");
+        random_weights = 1;
+        fprintf(stderr,
+                "no %s/kokoro-tiny-seed1.bin: reference cases skipped, the other tests "
+                "run on random weights\n",
+                shared);
+    }
     koe_error err = {0};
     pool = koe_pool_new(2, &err);
     if (!pool || front_load(&model, blob_lookup, &weights, &err)) {
@@ -581,7 +621,7 @@ int main(void) {
         return 1;
     }
     kt_run("align", test_align);
-    kt_run("reference_cases", test_reference_cases);
+    if (!random_weights) kt_run("reference_cases", test_reference_cases);
     kt_run("load_errors", test_load_errors);
     kt_run("bad_input", test_bad_input);
     kt_run("threads_and_short", test_threads_and_short);
