@@ -380,6 +380,7 @@ size_t koe_predictor_f0n_scratch_floats(const koe_predictor *p, int T, int frame
     if (T < 1) T = 1;
     if (frames < 1) frames = 1;
     size_t F = (size_t)frames, H = (size_t)p->H, rest = koe_lstm_scratch_floats(p->shared, T);
+    rest = max_sz(rest, (H + p->st) * (size_t)T); /* dᵀ for the "en" tap */
     for (int i = 0; i < 3; i++) {
         int L = i == 2 ? 2 * frames : frames;
         rest = max_sz(rest, resblk_scratch(&p->f0[i], L, pool));
