@@ -154,6 +154,14 @@ static void check_dense(int T, int in, int out) {
                          "dense %d -> %d, %d rows, layout %d, bias %d, threads %d: rel err %g%s",
                          in, out, T, layouts[li], bias, threads, e / m,
                          pad_ok ? "" : ", wrote past out");
+                /* fused gelu_new: the same as running it afterwards */
+                float *yg = malloc((size_t)T * (out + 3) * sizeof *yg);
+                memcpy(yg, y, (size_t)T * (out + 3) * sizeof *yg);
+                for (int t = 0; t < T; t++) koe_gelu_new(yg + (size_t)t * (out + 3), (size_t)out);
+                koe_dense_run_gelu(&d, threads == 2 ? pool2 : NULL, x, in + 2, T, y, out + 3);
+                KT_CHECK(!memcmp(y, yg, (size_t)T * (out + 3) * sizeof *yg),
+                         "dense + gelu_new, layout %d, threads %d", layouts[li], threads);
+                free(yg);
             }
             koe_dense_free(&d);
         }

@@ -151,17 +151,6 @@ size_t koe_albert_scratch_floats(const koe_albert *a, int T, koe_pool *pool) {
            koe_attention_scratch_floats(T, pool);
 }
 
-typedef struct gelu_job {
-    float *x;
-    size_t n, chunk;
-} gelu_job;
-
-static void gelu_task(void *arg, int task) {
-    const gelu_job *j = arg;
-    size_t i0 = (size_t)task * j->chunk, i1 = i0 + j->chunk < j->n ? i0 + j->chunk : j->n;
-    koe_gelu_new(j->x + i0, i1 - i0);
-}
-
 static void emit(const koe_stage_tap *tap, const char *name, const float *data, int ndim,
                  int64_t d0, int64_t d1, int64_t d2) {
     if (!tap || !tap->fn) return;
@@ -191,16 +180,13 @@ int koe_albert_run(const koe_albert *a, koe_pool *pool, float *scratch, const in
     koe_layer_norm_rows(e, T, E, E, a->emb_ln_w, a->emb_ln_b, 1e-12f);
     koe_dense_run(&a->map, pool, e, E, T, h, Hb);
 
-    int nt = pool ? koe_pool_threads(pool) : 1;
-    gelu_job gj = {ff, tt * I, (tt * I + nt - 1) / nt};
     for (int layer = 0; layer < a->n_layers; layer++) {
         koe_dense_run(&a->qkv, pool, h, Hb, T, qkv, 3 * Hb);
         koe_attention(pool, att, qkv, T, a->n_heads, Hb / a->n_heads, ctx);
         koe_dense_run(&a->dense, pool, ctx, Hb, T, h1, Hb);
         for (size_t i = 0; i < tt * Hb; i++) h1[i] += h[i];
         koe_layer_norm_rows(h1, T, Hb, Hb, a->attn_ln_w, a->attn_ln_b, 1e-12f);
-        koe_dense_run(&a->ffn, pool, h1, Hb, T, ff, I);
-        koe_pool_run(pool, nt, gelu_task, &gj);
+        koe_dense_run_gelu(&a->ffn, pool, h1, Hb, T, ff, I);
         koe_dense_run(&a->ffn_out, pool, ff, I, T, h, Hb);
         for (size_t i = 0; i < tt * Hb; i++) h[i] += h1[i];
         koe_layer_norm_rows(h, T, Hb, Hb, a->full_ln_w, a->full_ln_b, 1e-12f);

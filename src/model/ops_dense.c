@@ -180,6 +180,7 @@ typedef struct linear_job {
     float *y;
     int ldx, ldy, T, in, out, chunk;
     int layout; /* KOE_DENSE_OUT_IN, KOE_DENSE_IN_OUT or a panel width */
+    int gelu;   /* apply gelu_new to the outputs, inside the task (no extra fork-join) */
 } linear_job;
 
 /* Packed panels: for each block of P consecutive outputs, the weights as [in][P] (zero-padded
@@ -343,16 +344,20 @@ static void linear_task(void *arg, int task) {
     int unit = j->layout > 1 ? j->layout : 16, units = (j->out + unit - 1) / unit;
     int u0 = task * j->chunk, u1 = u0 + j->chunk < units ? u0 + j->chunk : units;
     if (u1 <= u0) return;
+    int c0 = u0 * unit, c1 = u1 * unit < j->out ? u1 * unit : j->out;
     if (j->layout == 32)
         panels_avx512(j, u0, u1);
     else if (j->layout == 16)
         panels_avx2(j, u0, u1);
     else
-        linear_cols(j, u0 * 16, u1 * 16 < j->out ? u1 * 16 : j->out);
+        linear_cols(j, c0, c1);
+    if (j->gelu)
+        for (int t = 0; t < j->T; t++)
+            koe_gelu_new(j->y + (size_t)t * j->ldy + c0, (size_t)(c1 - c0));
 }
 
 static void linear_any(koe_pool *pool, const float *x, int ldx, int T, int in, const float *w,
-                       int layout, const float *b, int out, float *y, int ldy) {
+                       int layout, const float *b, int out, float *y, int ldy, int gelu) {
     if (T <= 0 || out <= 0) return;
     if (layout <= 1) koe_blas_single_thread();
     int unit = layout > 1 ? layout : 16, units = (out + unit - 1) / unit;
@@ -360,7 +365,7 @@ static void linear_any(koe_pool *pool, const float *x, int ldx, int T, int in, c
     /* Below ~64k multiply-adds the fork-join costs more than it saves. */
     if (nt > units || (double)T * in * out < 65536.0) nt = 1;
     int chunk = (units + nt - 1) / nt;
-    linear_job j = {x, w, b, y, ldx, ldy, T, in, out, chunk, layout};
+    linear_job j = {x, w, b, y, ldx, ldy, T, in, out, chunk, layout, gelu};
     int tasks = (units + chunk - 1) / chunk;
     if (tasks > 1)
         koe_pool_run(pool, tasks, linear_task, &j);
@@ -370,7 +375,7 @@ static void linear_any(koe_pool *pool, const float *x, int ldx, int T, int in, c
 
 void koe_linear(koe_pool *pool, const float *x, int ldx, int T, int in, const float *w,
                 const float *b, int out, float *y, int ldy) {
-    linear_any(pool, x, ldx, T, in, w, KOE_DENSE_OUT_IN, b, out, y, ldy);
+    linear_any(pool, x, ldx, T, in, w, KOE_DENSE_OUT_IN, b, out, y, ldy, 0);
 }
 
 int koe_dense_best_layout(int in, int out) {
@@ -449,7 +454,12 @@ void koe_dense_free(koe_dense *d) {
 
 void koe_dense_run(const koe_dense *d, koe_pool *pool, const float *x, int ldx, int T, float *y,
                    int ldy) {
-    linear_any(pool, x, ldx, T, d->in, d->w, d->layout, d->b, d->out, y, ldy);
+    linear_any(pool, x, ldx, T, d->in, d->w, d->layout, d->b, d->out, y, ldy, 0);
+}
+
+void koe_dense_run_gelu(const koe_dense *d, koe_pool *pool, const float *x, int ldx, int T,
+                        float *y, int ldy) {
+    linear_any(pool, x, ldx, T, d->in, d->w, d->layout, d->b, d->out, y, ldy, 1);
 }
 
 /* ---- normalization and activations ------------------------------------------------------- */

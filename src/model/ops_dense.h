@@ -63,6 +63,9 @@ int koe_dense_load(koe_fetcher *f, const char *prefix, int in, int out, koe_dens
 void koe_dense_free(koe_dense *d);
 void koe_dense_run(const koe_dense *d, koe_pool *pool, const float *x, int ldx, int T, float *y,
                    int ldy);
+/* The same followed by gelu_new, applied by each thread to its own columns. */
+void koe_dense_run_gelu(const koe_dense *d, koe_pool *pool, const float *x, int ldx, int T,
+                        float *y, int ldy);
 
 /* ---- normalization and activations ------------------------------------------------------- */
 /* Row-wise LayerNorm of x [T, C] (stride ld) in place: y = (x − μ)/√(σ² + eps) · scale + shift,
