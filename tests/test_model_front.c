@@ -270,8 +270,11 @@ static void run_predictor(const front *f, cmp *c, const float *d_en, const float
         int FF = 0;
         for (int t = 0; t < T; t++) FF += du[t];
         float *f0 = malloc((size_t)2 * FF * sizeof *f0), *nn = malloc((size_t)2 * FF * sizeof *nn);
-        s = scratch_for(koe_predictor_f0n_scratch_floats(f->pred, T, FF, pool));
-        rc = koe_predictor_f0n(f->pred, pool, s, dd, T, du, FF, s_pro, &tap, NULL, f0, nn, &err);
+        /* F0/N from reference inputs on one thread (the branches one after the other), chained
+         * on two (the branches side by side). */
+        koe_pool *pl = ref_d ? NULL : pool;
+        s = scratch_for(koe_predictor_f0n_scratch_floats(f->pred, T, FF, pl));
+        rc = koe_predictor_f0n(f->pred, pl, s, dd, T, du, FF, s_pro, &tap, NULL, f0, nn, &err);
         KT_CHECK(rc == 0, "%s (%s): F0/N: %s", c->dir, c->mode, err.msg);
         free(s);
         free(f0);

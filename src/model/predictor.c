@@ -374,35 +374,60 @@ void koe_align_expand(const float *x, int C, int T, const int32_t *dur, float *y
     }
 }
 
-/* Scratch layout: en tap [H+st, F] | shared out [F, H] | x [H, F] | y [H, 2F] |
- * max(LSTM scratch, block scratch). */
+/* With two or more threads the F0 and N branches run side by side, one thread each: no
+ * fork-join inside the blocks, and the same work. */
+static int branches_in_parallel(koe_pool *pool) {
+    return pool && koe_pool_threads(pool) >= 2;
+}
+
+/* Scratch a block stack needs over F frames with this pool. */
+static size_t blocks_scratch(const koe_predictor *p, int frames, koe_pool *pool) {
+    size_t m = 0;
+    for (int i = 0; i < 3; i++) {
+        int L = i == 2 ? 2 * frames : frames;
+        m = max_sz(m, resblk_scratch(&p->f0[i], L, pool));
+        m = max_sz(m, resblk_scratch(&p->n[i], L, pool));
+    }
+    return m;
+}
+
+/* Scratch layout: en tap [H+st, F] | shared out [F, H] | x [H, F] | y [H, 2F] | y2 [H, 2F] |
+ * rest = max(LSTM scratch, dᵀ, block scratch (two of them when the branches run in parallel)). */
 size_t koe_predictor_f0n_scratch_floats(const koe_predictor *p, int T, int frames, koe_pool *pool) {
     if (T < 1) T = 1;
     if (frames < 1) frames = 1;
     size_t F = (size_t)frames, H = (size_t)p->H, rest = koe_lstm_scratch_floats(p->shared, T);
     rest = max_sz(rest, (H + p->st) * (size_t)T); /* dᵀ for the "en" tap */
-    for (int i = 0; i < 3; i++) {
-        int L = i == 2 ? 2 * frames : frames;
-        rest = max_sz(rest, resblk_scratch(&p->f0[i], L, pool));
-        rest = max_sz(rest, resblk_scratch(&p->n[i], L, pool));
-    }
-    return (H + p->st) * F + 2 * H * F + H * 2 * F + rest;
+    rest = max_sz(rest, branches_in_parallel(pool) ? 2 * blocks_scratch(p, frames, NULL)
+                                                   : blocks_scratch(p, frames, pool));
+    return (H + p->st) * F + 2 * H * F + 2 * H * 2 * F + rest;
 }
 
 /* One branch: three blocks from x [H, F], then the k1 projection to out [2F]. */
-static void f0n_branch(const koe_predictor *p, koe_pool *pool, const resblk *rb, const float *pw,
-                       float pb, const float *x, int F, const float *s_pro, float *y, float *z,
-                       float *rest, float *out) {
-    int H = p->H, C = H / 2, L = 2 * F;
-    resblk_run(&rb[0], pool, rest, x, F, s_pro, p->st, y);     /* [H, F] */
-    resblk_run(&rb[1], pool, rest, y, F, s_pro, p->st, z);     /* [H/2, 2F] */
-    resblk_run(&rb[2], pool, rest, z, 2 * F, s_pro, p->st, y); /* [H/2, 2F] */
-    for (int t = 0; t < L; t++) out[t] = pb;
+typedef struct branch {
+    const koe_predictor *p;
+    const resblk *rb;
+    const float *pw, *x, *s_pro;
+    float pb;
+    int F;
+    float *y, *z, *rest, *out; /* y [H, 2F], z [H/2, 2F], block scratch, out [2F] */
+} branch;
+
+static void f0n_branch(const branch *b, koe_pool *pool) {
+    int H = b->p->H, C = H / 2, F = b->F, L = 2 * F, st = b->p->st;
+    resblk_run(&b->rb[0], pool, b->rest, b->x, F, b->s_pro, st, b->y);     /* [H, F] */
+    resblk_run(&b->rb[1], pool, b->rest, b->y, F, b->s_pro, st, b->z);     /* [H/2, 2F] */
+    resblk_run(&b->rb[2], pool, b->rest, b->z, 2 * F, b->s_pro, st, b->y); /* [H/2, 2F] */
+    for (int t = 0; t < L; t++) b->out[t] = b->pb;
     for (int c = 0; c < C; c++) {
-        const float *yr = y + (size_t)c * L;
-        float w = pw[c];
-        for (int t = 0; t < L; t++) out[t] += w * yr[t];
+        const float *yr = b->y + (size_t)c * L;
+        float w = b->pw[c];
+        for (int t = 0; t < L; t++) b->out[t] += w * yr[t];
     }
+}
+
+static void branch_task(void *arg, int i) {
+    f0n_branch((const branch *)arg + i, NULL);
 }
 
 int koe_predictor_f0n(const koe_predictor *p, koe_pool *pool, float *scratch, const float *d, int T,
@@ -422,7 +447,7 @@ int koe_predictor_f0n(const koe_predictor *p, koe_pool *pool, float *scratch, co
                              (long long)F, frames);
     int H = p->H, W = H + p->st;
     float *entap = scratch, *xs = entap + (size_t)W * F, *x = xs + (size_t)H * F;
-    float *y = x + (size_t)H * F, *rest = y + (size_t)H * 2 * F;
+    float *y = x + (size_t)H * F, *rest = y + (size_t)H * 4 * F;
     if (tap && tap->fn) {
         koe_transpose(d, T, W, W, rest, T); /* dᵀ [W, T] borrows the block scratch */
         koe_align_expand(rest, W, T, pred_dur, entap);
@@ -433,11 +458,21 @@ int koe_predictor_f0n(const koe_predictor *p, koe_pool *pool, float *scratch, co
     koe_lstm_run_repeated(p->shared, pool, rest, d, W, T, pred_dur, xs, H);
     koe_transpose(xs, (int)F, H, H, x, (int)F);
     if (cancel && *cancel) return koe_error_set(err, KOE_ERR_CANCELLED, "predictor: cancelled");
-    /* xs and the en tap are free again: the branch's second buffer [H/2, 2F] goes there. */
-    f0n_branch(p, pool, p->f0, p->f0_proj_w, p->f0_proj_b, x, (int)F, s_pro, y, entap, rest, f0);
-    emit(tap, "F0_pred", f0, 2, 1, 2 * F, 0);
-    if (cancel && *cancel) return koe_error_set(err, KOE_ERR_CANCELLED, "predictor: cancelled");
-    f0n_branch(p, pool, p->n, p->n_proj_w, p->n_proj_b, x, (int)F, s_pro, y, entap, rest, n);
+    /* xs and the en tap are free again: the branches' [H/2, 2F] buffers go there. */
+    float *y2 = y + (size_t)H * 2 * F, *rest1 = y2 + (size_t)H * 2 * F;
+    int par = branches_in_parallel(pool);
+    branch br[2] = {{p, p->f0, p->f0_proj_w, x, s_pro, p->f0_proj_b, (int)F, y, entap, rest1, f0},
+                    {p, p->n, p->n_proj_w, x, s_pro, p->n_proj_b, (int)F, y2, xs,
+                     par ? rest1 + blocks_scratch(p, (int)F, NULL) : rest1, n}};
+    if (par) {
+        koe_pool_run(pool, 2, branch_task, br);
+        emit(tap, "F0_pred", f0, 2, 1, 2 * F, 0);
+    } else {
+        f0n_branch(&br[0], pool);
+        emit(tap, "F0_pred", f0, 2, 1, 2 * F, 0);
+        if (cancel && *cancel) return koe_error_set(err, KOE_ERR_CANCELLED, "predictor: cancelled");
+        f0n_branch(&br[1], pool);
+    }
     emit(tap, "N_pred", n, 2, 1, 2 * F, 0);
     return 0;
 }
