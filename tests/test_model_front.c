@@ -26,12 +26,13 @@ typedef struct blob {
     char *data;
     size_t len;
     const char *hide;    /* report this tensor as absent */
+    const char *hide2;   /* and this one */
     const char *reshape; /* report this tensor with its last dim one larger */
 } blob;
 
 static const float *blob_lookup(void *user, const char *name, int *ndim, int64_t shape[4]) {
     blob *b = user;
-    if (b->hide && !strcmp(name, b->hide)) return NULL;
+    if ((b->hide && !strcmp(name, b->hide)) || (b->hide2 && !strcmp(name, b->hide2))) return NULL;
     const cJSON *t;
     cJSON_ArrayForEach(t, b->tensors) {
         const cJSON *nm = cJSON_GetObjectItem(t, "name");
@@ -416,6 +417,12 @@ static void test_load_errors(void) {
     expect_load_error("predictor.text_encoder.lstms.3.fc.bias", NULL, KOE_ERR_NOT_FOUND);
     expect_load_error("predictor.shared.weight_hh_l0_reverse", NULL, KOE_ERR_NOT_FOUND);
     expect_load_error("text_encoder.cnn.2.1.beta", NULL, KOE_ERR_NOT_FOUND);
+    expect_load_error("predictor.N.1.norm2.norm.bias", NULL, KOE_ERR_NOT_FOUND); /* half a pair */
+    expect_load_error("predictor.F0.1.pool.weight_g", NULL, KOE_ERR_NOT_FOUND);
+    expect_load_error("predictor.F0.1.conv1x1.weight_v", NULL, KOE_ERR_NOT_FOUND);
+    expect_load_error("predictor.N_proj.bias", NULL, KOE_ERR_NOT_FOUND);
+    expect_load_error(NULL, "predictor.F0.2.conv2.weight_v", KOE_ERR_FORMAT);
+    expect_load_error(NULL, "predictor.N.0.norm1.fc.weight", KOE_ERR_FORMAT);
     expect_load_error(NULL,
                       "bert.encoder.albert_layer_groups.0.albert_layers.0.attention.key.weight",
                       KOE_ERR_FORMAT);
@@ -423,6 +430,17 @@ static void test_load_errors(void) {
     expect_load_error(NULL, "predictor.duration_proj.linear_layer.weight", KOE_ERR_FORMAT);
     expect_load_error(NULL, "text_encoder.cnn.1.0.weight_v", KOE_ERR_FORMAT);
     expect_load_error(NULL, "text_encoder.lstm.bias_hh_l0", KOE_ERR_FORMAT);
+    /* an AdaIN without the instance norm's affine (both halves absent) is the identity: loads */
+    {
+        front f;
+        koe_error e2 = {0};
+        weights.hide = "predictor.F0.2.norm1.norm.weight";
+        weights.hide2 = "predictor.F0.2.norm1.norm.bias";
+        KT_CHECK(front_load(&f, blob_lookup, &weights, &e2) == 0, "AdaIN without affine: %s",
+                 e2.msg);
+        front_free(&f);
+        weights.hide = weights.hide2 = NULL;
+    }
     /* a head count that does not divide the hidden width */
     koe_albert_config bad = {bert_cfg.n_layers, 3};
     koe_error err = {0};

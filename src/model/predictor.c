@@ -29,7 +29,14 @@ static void adain_load(koe_fetcher *f, const char *prefix, int C, int st, adain 
     char nm[160];
     snprintf(nm, sizeof nm, "%s.fc", prefix);
     koe_dense_load(f, nm, st, 2 * C, &a->fc);
-    int64_t s1[1] = {C}, s2[1] = {C};
+    /* The instance norm's affine is optional (identity when absent), but comes as a pair. */
+    int64_t s1[1] = {C}, s2[1] = {C}, shape[4];
+    int nd, has_w, has_b;
+    snprintf(nm, sizeof nm, "%s.norm.weight", prefix);
+    has_w = f->lookup(f->user, nm, &nd, shape) != NULL;
+    snprintf(nm, sizeof nm, "%s.norm.bias", prefix);
+    has_b = f->lookup(f->user, nm, &nd, shape) != NULL;
+    if (!has_w && !has_b) return;
     snprintf(nm, sizeof nm, "%s.norm.weight", prefix);
     a->nw = koe_fetch_copy(f, nm, 1, s1);
     snprintf(nm, sizeof nm, "%s.norm.bias", prefix);
