@@ -5,6 +5,7 @@
  * duration_proj bias is −2.65 so that a token lasts about 3.3 frames, as in real speech.
  *
  * usage: bench_front [runs [tokens]]   (default 5 runs; 20, 100 and 400 tokens) */
+#include <cblas.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "koe/base.h"
 #include "model/albert.h"
+#include "model/ops_conv.h"
 #include "model/pool.h"
 #include "model/predictor.h"
 #include "model/text_encoder.h"
@@ -217,6 +219,46 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* Floating-point operations of one PL-BERT + bert_encoder run over T tokens (12 passes). */
+static double albert_flops(int T) {
+    double t = T,
+           layer = 2 * t * HB * 3 * HB + 4 * t * t * HB + 2 * t * HB * HB + 4 * t * HB * INTER;
+    return 2 * t * EMB * HB + 12 * layer + 2 * t * HB * H;
+}
+
+/* Reference: OpenBLAS sgemm 512×512 · 512×1024 per thread (one per pool task), GFLOP/s. */
+typedef struct peak_job {
+    float *a, *b, *c[2];
+} peak_job;
+
+static void peak_task(void *arg, int task) {
+    peak_job *j = arg;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 512, 1024, 512, 1.0f, j->a, 512, j->b,
+                1024, 0.0f, j->c[task], 1024);
+}
+
+static double sgemm_peak(koe_pool *pool, int threads, weights *w) {
+    peak_job j = {malloc(512 * 512 * sizeof(float)),
+                  malloc(512 * 1024 * sizeof(float)),
+                  {malloc(512 * 1024 * sizeof(float)), malloc(512 * 1024 * sizeof(float))}};
+    if (!j.a || !j.b || !j.c[0] || !j.c[1]) abort();
+    for (int i = 0; i < 512 * 512; i++) j.a[i] = urand(w);
+    for (int i = 0; i < 512 * 1024; i++) j.b[i] = urand(w);
+    koe_pool_run(pool, threads, peak_task, &j); /* warm-up */
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t0 = koe_now_s();
+        for (int k = 0; k < 4; k++) koe_pool_run(pool, threads, peak_task, &j);
+        double dt = (koe_now_s() - t0) / 4;
+        best = dt < best ? dt : best;
+    }
+    free(j.a);
+    free(j.b);
+    free(j.c[0]);
+    free(j.c[1]);
+    return threads * 2.0 * 512 * 512 * 1024 / best * 1e-9;
+}
+
 enum { P_BERT, P_TE, P_DUR, P_F0N, N_PARTS };
 static const char *const PART[N_PARTS] = {"albert", "text_enc", "durations", "f0n"};
 
@@ -240,8 +282,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < ST; i++) s_pro[i] = 0.3f * urand(&w);
 
     printf("# bench_front: full-size front half on random weights, median of %d runs (s)\n", runs);
-    printf("%-7s %-7s %-7s %-9s %-9s %-9s %-9s %-9s\n", "tokens", "threads", "frames", PART[0],
-           PART[1], PART[2], PART[3], "total");
+    printf("%-7s %-7s %-7s %-9s %-9s %-9s %-9s %-9s %s\n", "tokens", "threads", "frames", PART[0],
+           PART[1], PART[2], PART[3], "total", "albert GFLOP/s");
     int lens[3] = {20, 100, 400}, n_lens = 3;
     if (only) {
         lens[0] = only < 2 ? 2 : only;
@@ -308,7 +350,8 @@ int main(int argc, char **argv) {
             }
             printf("%-7d %-7d %-7d", T, threads, F);
             for (int p = 0; p < N_PARTS; p++) printf(" %-9.4f", median(times[p], runs));
-            printf(" %-9.4f\n", median(total, runs));
+            double tb = median(times[P_BERT], runs);
+            printf(" %-9.4f %.1f\n", median(total, runs), albert_flops(T) / tb * 1e-9);
             fflush(stdout);
             free(scratch);
             free(d_en);
@@ -320,6 +363,14 @@ int main(int argc, char **argv) {
             koe_pool_free(pool);
         }
         free(ids);
+    }
+    koe_blas_single_thread();
+    for (int threads = 1; threads <= 2; threads++) {
+        koe_pool *pool = koe_pool_new(threads, &err);
+        if (!pool) break;
+        printf("# reference: OpenBLAS sgemm 512x512x1024 per thread, %d thread(s): %.1f GFLOP/s\n",
+               threads, sgemm_peak(pool, threads, &w));
+        koe_pool_free(pool);
     }
     koe_albert_free(bert);
     koe_text_encoder_free(te);
