@@ -36,11 +36,15 @@
     flac: 'audio/flac', aac: 'audio/aac',
   };
   const EXT = { opus: 'ogg' };
-  // Kokoro names its voices <language letter><gender letter>_<name>; used only when the server
-  // lists bare names.
-  const LANGS = {
-    a: 'American English', b: 'British English', e: 'Spanish', f: 'French', h: 'Hindi',
-    i: 'Italian', j: 'Japanese', p: 'Brazilian Portuguese', z: 'Mandarin Chinese',
+  // Kokoro names its voices <language letter><gender letter>_<name>; the letter gives the
+  // language when the server lists bare names, and codes are shown as language names.
+  const LETTER_LANG = {
+    a: 'en-us', b: 'en-gb', e: 'es', f: 'fr-fr', h: 'hi', i: 'it', j: 'ja', p: 'pt-br', z: 'cmn',
+  };
+  const LANG_NAMES = {
+    'en-us': 'American English', 'en-gb': 'British English', es: 'Spanish', 'fr-fr': 'French',
+    fr: 'French', hi: 'Hindi', it: 'Italian', ja: 'Japanese', 'pt-br': 'Brazilian Portuguese',
+    cmn: 'Mandarin Chinese', zh: 'Mandarin Chinese',
   };
   const GENDERS = { f: 'female', m: 'male' };
 
@@ -101,10 +105,13 @@
     let gender = v.gender || '';
     const m = /^([a-z])([fm])_/.exec(name);
     if (m) {
-      language = language || LANGS[m[1]] || '';
+      language = language || LETTER_LANG[m[1]] || '';
       gender = gender || GENDERS[m[2]] || '';
     }
-    return { name, language: String(language), gender: String(gender).toLowerCase() };
+    language = String(language);
+    language = LANG_NAMES[language.toLowerCase()] || language;
+    gender = String(gender).toLowerCase();
+    return { name, language, gender: GENDERS[gender] || gender };
   }
 
   // Accepts a list of names or of objects, bare or under "voices" / "data", or a name → info map.
@@ -428,7 +435,10 @@
     }
     if (r.tEnd !== null && r.seconds > 0) {
       const rtf = (r.tEnd - r.t0) / 1000 / r.seconds;
-      ui.rtf.textContent = `${rtf.toFixed(3)} (${(1 / rtf).toFixed(1)}× real time)`;
+      // Below 1 means faster than real time; the speed-up is spelled out for everyone else.
+      const speedup = document.createElement('small');
+      speedup.textContent = ` ${(1 / rtf).toFixed(1)}× real time`;
+      ui.rtf.replaceChildren(rtf.toFixed(3), speedup);
       mark('rtf', rtf.toFixed(4));
     }
   }

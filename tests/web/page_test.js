@@ -1,0 +1,192 @@
+// Drives koe's web page in Debian's headless Chromium through playwright-core (tests/test_web.sh).
+//
+//   node tests/web/page_test.js <base url> <screenshot.png>
+//
+// Every wait below waits for a state the page reports (data-* attributes on <body>), never for a
+// fixed time; the timeouts are only upper bounds for a broken server.
+'use strict';
+const { chromium } = require('playwright-core');
+
+const [base, screenshot] = process.argv.slice(2);
+if (!base || !screenshot) {
+  console.error('usage: node page_test.js <base url> <screenshot.png>');
+  process.exit(2);
+}
+const LIMIT = 120000; // ms, upper bound for any one wait on a loaded 2-core machine
+
+let fails = 0;
+function check(what, ok, detail) {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}${!ok && detail !== undefined ? ` (${detail})` : ''}`);
+  if (!ok) fails++;
+}
+const data = (page) => page.evaluate(() => Object.assign({}, document.body.dataset));
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.KOE_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    // Playwright gives the browser a fresh profile folder; the flags keep Chromium off the
+    // (closed) network and let the AudioContext run in a headless browser.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required'],
+  });
+  try {
+    await run(browser);
+  } finally {
+    await browser.close();
+  }
+}
+
+async function run(browser) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+  const page = await context.newPage();
+  const pageErrors = [];
+  const foreign = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  // The browser logs every 4xx answer as a console error; the 400 below is deliberate.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text());
+  });
+  page.on('request', (r) => {
+    const url = r.url();
+    if (!url.startsWith(base + '/') && !url.startsWith('data:') && !url.startsWith('blob:')) foreign.push(url);
+  });
+
+  const response = await page.goto(base + '/');
+  check('GET / answers 200', response.status() === 200, response.status());
+  check('GET / is HTML', /^text\/html/.test(response.headers()['content-type'] || ''),
+    response.headers()['content-type']);
+
+  // The voice list comes from the API.
+  await page.waitForFunction(() => document.body.dataset.voices !== undefined, null, { timeout: LIMIT });
+  const voices = await page.locator('#voice option').evaluateAll((os) => os.map((o) => o.value));
+  check('voice picker filled from /v1/audio/voices', voices.length > 1 && voices.every(Boolean), voices.join(','));
+  check('no error after loading the voices', (await page.locator('#error').textContent()) === '',
+    await page.locator('#error').textContent());
+
+  // Every control is found by its label: what a screen reader announces.
+  for (const label of ['Text', 'Voice', 'Speed', 'Format']) {
+    check(`control labelled "${label}"`, (await page.getByLabel(label, { exact: false }).count()) >= 1);
+  }
+  check('progress goes to a status live region', (await page.locator('#status[role=status]').count()) === 1);
+  check('errors go to an alert live region', (await page.getByRole('alert').count()) === 1);
+
+  // Keyboard only: type the text, Tab to Speak, press Enter.
+  const text = 'Hello from the browser test. Koe streams this sentence while it speaks.';
+  await page.getByLabel('Text').fill(text);
+  await page.getByLabel('Text').focus();
+  let onSpeak = false;
+  for (let i = 0; i < 12 && !onSpeak; i++) {
+    await page.keyboard.press('Tab');
+    onSpeak = await page.evaluate(() => document.activeElement && document.activeElement.id === 'speak');
+  }
+  check('Speak is reachable with Tab', onSpeak);
+  const ring = await page.evaluate(() => {
+    const s = getComputedStyle(document.activeElement);
+    return { style: s.outlineStyle, width: parseFloat(s.outlineWidth) };
+  });
+  check('keyboard focus is visible', ring.style !== 'none' && ring.width >= 2, JSON.stringify(ring));
+  await page.keyboard.press('Enter');
+
+  // Audio arrives and Web Audio plays it while the stream is still open or just after.
+  await page.waitForFunction(
+    () => Number(document.body.dataset.bytes) > 0 && Number(document.body.dataset.buffersScheduled) >= 1 ||
+      document.body.dataset.state === 'error',
+    null, { timeout: LIMIT });
+  let d = await data(page);
+  check('no API error for a plain request', d.state !== 'error', d.error);
+  check('audio bytes arrived', Number(d.bytes) > 0, d.bytes);
+  check('an AudioBuffer was scheduled', Number(d.buffersScheduled) >= 1, d.buffersScheduled);
+  check('TTFA measured', Number(d.ttfaMs) > 0, d.ttfaMs);
+  await page.waitForFunction(() => document.body.dataset.audioState === 'running', null, { timeout: LIMIT })
+    .catch(() => {});
+  d = await data(page);
+  check('AudioContext is running', d.audioState === 'running', d.audioState);
+  check('TTFA shown', /\d+ ms/.test(await page.locator('#stat-ttfa').textContent()));
+
+  await page.waitForFunction(() => ['done', 'error', 'stopped'].includes(document.body.dataset.state), null,
+    { timeout: LIMIT });
+  d = await data(page);
+  check('playback ran to the end', d.state === 'done', `${d.state} ${d.error || ''}`);
+  check('audio duration > 0.3 s', Number(d.audioSeconds) > 0.3, d.audioSeconds);
+  check('real-time factor shown', Number(d.rtf) > 0 && /^\d+\.\d+ .*real time/.test(await page.locator('#stat-rtf').textContent()),
+    d.rtf);
+  const link = page.getByRole('link', { name: /Download WAV/ });
+  check('download offered', await link.isVisible());
+  const wav = await page.evaluate(async () => {
+    const a = document.getElementById('download');
+    const bytes = new Uint8Array(await (await fetch(a.href)).arrayBuffer());
+    const v = new DataView(bytes.buffer);
+    const tag = (at) => String.fromCharCode(...bytes.subarray(at, at + 4));
+    return { riff: tag(0), wave: tag(8), rate: v.getUint32(24, true), dataSize: v.getUint32(40, true),
+      size: bytes.length, name: a.download };
+  });
+  check('download is a complete 24 kHz WAV of every byte received',
+    wav.riff === 'RIFF' && wav.wave === 'WAVE' && wav.rate === 24000 &&
+    wav.dataSize === Number(d.bytes) - (Number(d.bytes) % 2) && wav.size === 44 + wav.dataSize,
+    JSON.stringify(wav) + ` bytes=${d.bytes}`);
+  check('download has a .wav name', /\.wav$/.test(wav.name), wav.name);
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(`screenshot: ${screenshot}`);
+
+  // WAV streams too: its header is read, its samples scheduled as they come.
+  await page.getByLabel('Format').selectOption('wav');
+  await page.getByRole('button', { name: 'Speak' }).click();
+  await page.waitForFunction(() => ['done', 'error', 'stopped'].includes(document.body.dataset.state), null,
+    { timeout: LIMIT });
+  d = await data(page);
+  check('wav: played to the end', d.state === 'done' && Number(d.buffersScheduled) >= 1,
+    `${d.state} ${d.error || ''} buffers=${d.buffersScheduled}`);
+  check('wav: audio decoded from the stream', Number(d.audioSeconds) > 0.3, d.audioSeconds);
+
+  // Stop: a long text, stopped once audio flows. Checking that Stop is enabled and pressing it
+  // happen in one task of the page, so the outcome cannot depend on how fast the audio came.
+  await page.getByLabel('Format').selectOption('pcm');
+  await page.getByLabel('Text').fill('This is a long text for the stop button. '.repeat(40));
+  await page.getByRole('button', { name: 'Speak' }).click();
+  await page.waitForFunction(() => Number(document.body.dataset.bytes) > 0 || document.body.dataset.state === 'error',
+    null, { timeout: LIMIT });
+  const stopped = await page.evaluate(() => {
+    const stop = document.getElementById('stop');
+    const enabled = !stop.disabled;
+    if (enabled) stop.click();
+    return { enabled, state: document.body.dataset.state, active: document.body.dataset.sourcesActive,
+      disabledAfter: stop.disabled };
+  });
+  check('Stop is enabled while audio plays', stopped.enabled, JSON.stringify(stopped));
+  check('Stop ends playback at once', stopped.state === 'stopped' && stopped.active === '0' && stopped.disabledAfter,
+    JSON.stringify(stopped));
+
+  // An API error is shown in the alert region with the server's own message.
+  await page.getByLabel('Text').fill('Hello.');
+  await page.evaluate(() => {
+    const o = document.createElement('option');
+    o.value = o.textContent = 'zz_no_such_voice';
+    document.getElementById('voice').append(o);
+  });
+  await page.getByLabel('Voice').selectOption('zz_no_such_voice');
+  await page.getByRole('button', { name: 'Speak' }).click();
+  await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state), null, { timeout: LIMIT });
+  const alert = (await page.getByRole('alert').textContent()) || '';
+  check('unknown voice: error state', (await data(page)).state === 'error');
+  check('unknown voice: the server\'s 4xx message is shown', /^The server answered 4\d\d[^:]*: \S/.test(alert), alert);
+
+  // Empty text is refused before any request, and said so.
+  await page.getByLabel('Voice').selectOption(voices[0]);
+  await page.getByLabel('Text').fill('   ');
+  await page.getByRole('button', { name: 'Speak' }).click();
+  check('empty text: asked for text', /Type some text/.test((await page.getByRole('alert').textContent()) || ''));
+
+  check('no script errors in the page', pageErrors.length === 0, pageErrors.join(' | '));
+  check('no request left koe\'s origin', foreign.length === 0, foreign.join(' '));
+}
+
+main().then(() => {
+  if (fails) console.log(`${fails} check(s) failed`);
+  else console.log('all web page checks passed');
+  process.exit(fails ? 1 : 0);
+}, (e) => {
+  console.log(`FAIL ${e.stack || e}`);
+  process.exit(1);
+});
