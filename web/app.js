@@ -30,7 +30,9 @@
   // AudioBuffers sane without delaying the first sound noticeably.
   const MIN_FRAMES_SECONDS = 0.05;
   const START_LEAD = 0.03; // seconds between scheduling the first buffer and its start
-  const STREAMING = new Set(['pcm', 'wav']);
+  const STREAMING = new Set(['pcm', 'wav']); // decoded here, played through Web Audio
+  // Compressed formats the browser's Media Source Extensions can play while they arrive.
+  const MSE_TYPES = { mp3: 'audio/mpeg', aac: 'audio/aac' };
   const MIME = {
     pcm: 'audio/L16', wav: 'audio/wav', mp3: 'audio/mpeg', opus: 'audio/ogg',
     flac: 'audio/flac', aac: 'audio/aac',
@@ -297,6 +299,131 @@
     }
   }
 
+  function concat(chunks) {
+    let size = 0;
+    for (const c of chunks) size += c.length;
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  }
+
+  function mseType(format) {
+    const type = MSE_TYPES[format];
+    return type && window.MediaSource && MediaSource.isTypeSupported(type) ? type : null;
+  }
+
+  // Plays a compressed stream (mp3, aac) while it arrives: bytes are appended to a MediaSource
+  // behind an <audio> element, one append at a time as the SourceBuffer requires.
+  class MsePlayer {
+    constructor(type, onDrained, onError) {
+      this.onDrained = onDrained;
+      this.onError = onError;
+      this.queue = [];
+      this.buffer = null;
+      this.started = false;
+      this.playing = false;
+      this.ended = false;
+      this.stopped = false;
+      this.scheduled = 0;
+      this.gaps = 0;
+      this.media = new MediaSource();
+      this.audio = new Audio();
+      this.url = URL.createObjectURL(this.media);
+      this.audio.src = this.url;
+      this.media.addEventListener('sourceopen', () => {
+        if (this.stopped) return;
+        try {
+          this.buffer = this.media.addSourceBuffer(type);
+        } catch (e) {
+          this.fail(e);
+          return;
+        }
+        this.buffer.addEventListener('updateend', () => this.appended());
+        this.pump();
+      }, { once: true });
+      this.audio.addEventListener('playing', () => {
+        this.playing = true;
+        mark('sourcesActive', 1);
+      });
+      // Playback waiting for data after it has begun is an audible gap.
+      this.audio.addEventListener('waiting', () => { if (this.playing) this.gaps++; });
+      this.audio.addEventListener('ended', () => {
+        mark('sourcesActive', 0);
+        if (!this.stopped) this.onDrained();
+      });
+      this.audio.addEventListener('error', () => {
+        const e = this.audio.error;
+        this.fail(new Error(e && e.message ? e.message : 'the audio element failed'));
+      });
+    }
+
+    push(bytes) {
+      this.queue.push(bytes);
+      this.pump();
+    }
+
+    pump() {
+      if (!this.buffer || this.buffer.updating || this.stopped) return;
+      if (this.queue.length) {
+        const data = concat(this.queue);
+        this.queue = [];
+        try {
+          this.buffer.appendBuffer(data);
+        } catch (e) {
+          this.fail(e);
+        }
+      } else if (this.ended && this.media.readyState === 'open') {
+        this.media.endOfStream();
+      }
+    }
+
+    appended() {
+      if (this.stopped) return;
+      this.scheduled++;
+      mark('buffersScheduled', this.scheduled);
+      if (!this.started) {
+        this.started = true;
+        this.audio.play().catch((e) => this.fail(e));
+      }
+      this.pump();
+    }
+
+    end() {
+      this.ended = true;
+      this.pump();
+    }
+
+    stop() {
+      if (this.stopped) return;
+      this.stopped = true;
+      this.audio.pause();
+      this.audio.removeAttribute('src');
+      this.audio.load();
+      URL.revokeObjectURL(this.url);
+      mark('sourcesActive', 0);
+    }
+
+    fail(e) {
+      if (this.stopped) return;
+      this.stop();
+      this.onError(e);
+    }
+
+    get seconds() {
+      if (this.ended && Number.isFinite(this.audio.duration)) return this.audio.duration;
+      try {
+        const b = this.buffer && this.buffer.buffered;
+        return b && b.length ? b.end(b.length - 1) : 0;
+      } catch (e) {
+        return 0; // the buffer is gone after a stop
+      }
+    }
+  }
+
   // Reads the header of a streamed WAV file, then hands the sample bytes to a sink (configure()
   // and push(), like PcmPlayer). A streaming server cannot know the length, so the data chunk's
   // size field is ignored and the data runs to the end of the stream.
@@ -382,7 +509,7 @@
     if (downloadUrl) URL.revokeObjectURL(downloadUrl);
     let blob;
     let ext = EXT[r.format] || r.format;
-    if (r.player) {
+    if (STREAMING.has(r.format)) {
       blob = wavBlob(r.pcm, r.player.rate, r.player.channels);
       ext = 'wav';
     } else {
@@ -425,6 +552,15 @@
       at += n;
     }
     return new Blob([h.buffer, body], { type: 'audio/wav' });
+  }
+
+  function showSeconds(r) {
+    ui.audio.textContent = formatSeconds(r.seconds);
+    mark('audioSeconds', r.seconds.toFixed(3));
+    if (r.player) {
+      ui.gaps.textContent = String(r.player.gaps);
+      mark('gaps', r.player.gaps);
+    }
   }
 
   function showTiming(r) {
@@ -476,11 +612,15 @@
     localStorage.setItem('koe.voice', r.voice);
     localStorage.setItem('koe.format', r.format);
     const context = audioContext();
+    const drained = () => {
+      r.seconds = r.player.seconds;
+      showSeconds(r);
+      showTiming(r);
+      finished(r, 'done', `Done: ${formatSeconds(r.seconds)} of audio played.`);
+    };
+    const type = mseType(r.format);
     if (STREAMING.has(r.format)) {
-      r.player = new PcmPlayer(context, () => {
-        showTiming(r);
-        finished(r, 'done', `Done: ${formatSeconds(r.seconds)} of audio played.`);
-      });
+      r.player = new PcmPlayer(context, drained);
       if (r.format === 'pcm') {
         r.player.configure(PCM_RATE, 1);
         r.sink = (bytes) => { r.pcm.push(bytes); r.player.push(bytes); };
@@ -493,6 +633,15 @@
         });
         r.sink = (bytes) => reader.push(bytes);
       }
+    } else if (type) {
+      const player = new MsePlayer(type, drained, (e) => {
+        if (run !== r) return;
+        r.controller.abort();
+        showError(`This browser could not play the ${r.format.toUpperCase()} stream (${e.message}); pick PCM or WAV.`);
+        finished(r, 'error', 'Failed.');
+      });
+      r.player = player;
+      r.sink = (bytes) => { r.chunks.push(bytes); player.push(bytes); };
     }
     setState('requesting');
     setStatus('Requesting speech…');
@@ -534,13 +683,9 @@
         if (r.tFirst === null) {
           r.tFirst = performance.now();
           showTiming(r);
-          if (r.player) {
-            setState('streaming');
-            setStatus('Playing while the rest arrives…');
-          } else {
-            setState('streaming');
-            setStatus('Receiving; this format plays once it is complete…');
-          }
+          setState('streaming');
+          setStatus(r.player ? 'Playing while the rest arrives…' :
+            'Receiving; this format plays once it is complete…');
         }
         r.bytes += value.length;
         ui.bytes.textContent = formatBytes(r.bytes);
@@ -548,10 +693,7 @@
         if (r.sink) {
           r.sink(value);
           r.seconds = r.player.seconds;
-          ui.audio.textContent = formatSeconds(r.seconds);
-          ui.gaps.textContent = String(r.player.gaps);
-          mark('audioSeconds', r.seconds.toFixed(3));
-          mark('gaps', r.player.gaps);
+          showSeconds(r);
         } else {
           r.chunks.push(value);
         }
@@ -565,6 +707,7 @@
     }
     r.tEnd = performance.now();
     if (r.bytes === 0) {
+      if (r.player) r.player.stop();
       showError('The server sent no audio.');
       finished(r, 'error', 'Failed.');
       return;
@@ -572,7 +715,8 @@
     if (r.player) {
       showTiming(r);
       offerDownload(r);
-      finished(r, 'playing', `All ${formatSeconds(r.seconds)} received; playing…`);
+      finished(r, 'playing', STREAMING.has(r.format) ?
+        `All ${formatSeconds(r.seconds)} received; playing…` : 'All audio received; playing…');
       r.player.end();
       return;
     }
@@ -594,12 +738,11 @@
     }
     if (run !== r) return;
     r.seconds = buffer.duration;
-    ui.audio.textContent = formatSeconds(r.seconds);
-    mark('audioSeconds', r.seconds.toFixed(3));
-    showTiming(r);
     const player = new PcmPlayer(ctx, () => finished(r, 'done', `Done: ${formatSeconds(r.seconds)} of audio played.`));
     player.configure(buffer.sampleRate, buffer.numberOfChannels);
     r.player = player;
+    showSeconds(r);
+    showTiming(r);
     finished(r, 'playing', `${formatSeconds(r.seconds)} received; playing…`);
     player.play(buffer);
     player.end();
@@ -624,7 +767,8 @@
   }
 
   function showFormatHint() {
-    ui.formatHint.textContent = STREAMING.has(ui.format.value) ?
+    const format = ui.format.value;
+    ui.formatHint.textContent = STREAMING.has(format) || mseType(format) ?
       'Plays while it arrives.' : 'Plays once complete; best for downloading.';
   }
 

@@ -7,6 +7,7 @@
 const http = require('http');
 const fs = require('fs');
 const path = require('path');
+const { spawn } = require('child_process');
 
 const WEB = path.join(__dirname, '..', '..', 'web');
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
@@ -42,11 +43,23 @@ function speech(req, res, body) {
   const names = VOICES.map((v) => (typeof v === 'string' ? v : v.name));
   if (!names.includes(q.voice)) return apiError(res, 400, `unknown voice '${q.voice}'`, 'voice');
   const format = q.response_format || 'mp3';
-  if (format !== 'pcm' && format !== 'wav') return apiError(res, 400, `the stand-in serves only pcm and wav, not ${format}`, 'response_format');
+  if (!['pcm', 'wav', 'mp3'].includes(format)) {
+    return apiError(res, 400, `the stand-in serves only pcm, wav and mp3, not ${format}`, 'response_format');
+  }
   // 60 ms of tone per character, so a long text gives a long stream.
   const total = Math.max(RATE, Math.round(input.length * 0.06 * RATE / (q.speed || 1)));
   const pcm = Buffer.alloc(total * 2);
   for (let i = 0; i < total; i++) pcm.writeInt16LE(Math.round(8000 * Math.sin(2 * Math.PI * 440 * i / RATE)), i * 2);
+  if (format === 'mp3') {
+    // ffmpeg (Debian's) encodes the tone; its output is streamed as it comes.
+    const enc = spawn('ffmpeg', ['-v', 'error', '-f', 's16le', '-ar', String(RATE), '-ac', '1', '-i', '-',
+      '-f', 'mp3', '-b:a', '64k', '-'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    res.writeHead(200, { 'Content-Type': 'audio/mpeg' });
+    enc.stdout.pipe(res);
+    res.on('close', () => enc.kill());
+    enc.stdin.end(pcm);
+    return;
+  }
   res.writeHead(200, { 'Content-Type': format === 'wav' ? 'audio/wav' : 'audio/pcm' });
   if (format === 'wav') res.write(wavHeader(RATE));
   // Odd chunk sizes split samples across chunks, as real networks do.
