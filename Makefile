@@ -4,7 +4,7 @@ BUILD_SAN  ?= build-sanitize
 JOBS       ?= $(shell nproc)
 CMAKE_OPTS ?=
 
-.PHONY: deps build run test test-sanitize build-sanitize bench format valgrind clean
+.PHONY: deps build run test test-sanitize build-sanitize bench format valgrind clean fuzz
 
 deps:
 	@bash scripts/deps.sh
@@ -40,6 +40,15 @@ format:
 
 valgrind: build
 	cd $(BUILD) && ctest -T memcheck --output-on-failure
+
+# libFuzzer targets (clang): each runs FUZZ_SECONDS on its committed seed corpus.
+BUILD_FUZZ   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DKOE_FUZZ=ON \
+	  -DKOE_WERROR=OFF $(CMAKE_OPTS) >/dev/null
+	cmake --build $(BUILD_FUZZ) -j $(JOBS)
+	@bash scripts/fuzz.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  build-essential cmake pkg-config clang clang-format valgrind
+  build-essential cmake pkg-config clang libclang-rt-14-dev clang-format valgrind
   libespeak-ng-dev espeak-ng espeak-ng-data
   libopenblas-dev
   libmicrohttpd-dev libcjson-dev

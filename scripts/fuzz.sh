@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of a KOE_FUZZ build for a number of seconds on its seed corpus
+# (fuzz/corpus/<target>/, committed). New inputs go to a scratch copy, so the committed corpus
+# only changes by hand. Prints each target's executions; fails on the first crash.
+set -euo pipefail
+build=${1:-build-fuzz}
+seconds=${2:-60}
+cd "$(dirname "$0")/.."
+shopt -s nullglob
+targets=("$build"/fuzz_*)
+((${#targets[@]})) || { echo "fuzz: no targets in $build"; exit 1; }
+for t in "${targets[@]}"; do
+  name=$(basename "$t")
+  work=$(mktemp -d)
+  [ -d "fuzz/corpus/$name" ] && cp -r "fuzz/corpus/$name/." "$work/"
+  echo "fuzz: $name for ${seconds}s"
+  mkdir -p "$build/fuzz-artifacts/$name"
+  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+    "$t" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$build/fuzz-artifacts/$name/" "$work" 2>"$build/fuzz-$name.log" || {
+      tail -40 "$build/fuzz-$name.log"; echo "fuzz: $name FAILED"; exit 1; }
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$build/fuzz-$name.log" | sed "s/^/  $name /"
+  rm -rf "$work"
+done
