@@ -2,9 +2,11 @@
 # koe_web_asset_find() (include/koe/web_assets.h), so `koe serve` ships its page inside the binary
 # and never reads the file system to answer a request.
 #
-#   cmake -DWEB_DIR=<folder> -DOUT=<file.c> -P cmake/embed_web.cmake
+#   cmake -DWEB_DIR=<folder> -DOUT=<file.c> [-DSTAMP=<file>] -P cmake/embed_web.cmake
 #
-# The output is rewritten only when its text changes, so an unchanged page does not rebuild koe_core.
+# The output is rewritten only when its text changes, so an unchanged page does not rebuild koe_core;
+# STAMP, touched on every run, is what the build rule names as its output (the C file being a
+# byproduct), so a touched but unchanged file in web/ does not rerun the script at every build.
 cmake_minimum_required(VERSION 3.20)
 
 if(NOT DEFINED WEB_DIR OR NOT DEFINED OUT)
@@ -104,13 +106,16 @@ const koe_web_asset *koe_web_asset_at(size_t index) {
 }
 ")
 
+set(old "")
 if(EXISTS "${OUT}")
   file(READ "${OUT}" old)
-  if(old STREQUAL text)
-    return()
-  endif()
 endif()
-get_filename_component(outdir "${OUT}" DIRECTORY)
-file(MAKE_DIRECTORY "${outdir}")
-file(WRITE "${OUT}.tmp" "${text}")
-file(RENAME "${OUT}.tmp" "${OUT}")
+if(NOT old STREQUAL text)
+  get_filename_component(outdir "${OUT}" DIRECTORY)
+  file(MAKE_DIRECTORY "${outdir}")
+  file(WRITE "${OUT}.tmp" "${text}")
+  file(RENAME "${OUT}.tmp" "${OUT}")
+endif()
+if(DEFINED STAMP)
+  file(TOUCH "${STAMP}")
+endif()

@@ -90,8 +90,9 @@ check "style.css is served as UTF-8 CSS" grep -qxF $'/style.css\ttext/css; chars
 
 # An unchanged page must not rewrite the output (that would rebuild koe_core on every build).
 touch -d '2000-01-01' "$T/gen/web_assets.c"
-cmake -DWEB_DIR="$SRC/web" -DOUT="$T/gen/web_assets.c" -P "$SRC/cmake/embed_web.cmake"
+cmake -DWEB_DIR="$SRC/web" -DOUT="$T/gen/web_assets.c" -DSTAMP="$T/gen/stamp" -P "$SRC/cmake/embed_web.cmake"
 check "unchanged input leaves the output untouched" test "$(stat -c %Y "$T/gen/web_assets.c")" = "$(date -d 2000-01-01 +%s)"
+check "the stamp (the build rule's output) is written on every run" test -f "$T/gen/stamp"
 
 # A changed file is picked up, and file names that would break the C string are refused.
 mkdir -p "$T/web2/sub" && printf 'x' >"$T/web2/sub/a.svg" && printf '<p>' >"$T/web2/index.html"

@@ -13,6 +13,8 @@ const WEB = path.join(__dirname, '..', '..', 'web');
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8' };
 const RATE = 24000;
+const CSP = "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self' blob:; " +
+  "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 // Mixed shapes on purpose: the page must accept bare names and objects.
 const VOICES = [
   { name: 'af_heart', language: 'en-us', gender: 'female' },
@@ -91,7 +93,9 @@ const server = http.createServer((req, res) => {
   if (req.method === 'GET' && /^[a-z0-9_-]+\.(html|js|css)$/.test(name)) {
     fs.readFile(path.join(WEB, name), (err, data) => {
       if (err) return apiError(res, 404, 'not found');
-      res.writeHead(200, { 'Content-Type': TYPES[path.extname(name)] });
+      // The headers docs/WEB.md asks koe to send with the page, so the page is tested under them.
+      res.writeHead(200, { 'Content-Type': TYPES[path.extname(name)], 'Cache-Control': 'no-cache',
+        'X-Content-Type-Options': 'nosniff', 'Content-Security-Policy': CSP });
       res.end(data);
     });
     return;
