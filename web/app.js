@@ -12,6 +12,8 @@
     speed: $('speed'),
     speedValue: $('speed-value'),
     format: $('format'),
+    keyBox: $('key-box'),
+    key: $('api-key'),
     formatHint: $('format-hint'),
     speak: $('speak'),
     stop: $('stop'),
@@ -97,6 +99,20 @@
     return message ? `${head}: ${message}` : head + '.';
   }
 
+  // Headers for an API call: the key, when the user gave one (koe serve may require it).
+  function apiHeaders(extra) {
+    const headers = Object.assign({}, extra);
+    const key = ui.key.value.trim();
+    if (key) headers.Authorization = `Bearer ${key}`;
+    return headers;
+  }
+
+  // A 401/403 means the key is missing or wrong: open the key field so the fix is one Tab away.
+  function askForKey(response) {
+    if (response.status !== 401 && response.status !== 403) return;
+    ui.keyBox.open = true;
+  }
+
   // ---- voices ----
 
   function describeVoice(item) {
@@ -156,8 +172,11 @@
 
   async function loadVoices() {
     try {
-      const response = await fetch('/v1/audio/voices', { headers: { Accept: 'application/json' } });
-      if (!response.ok) throw new Error(await errorMessage(response));
+      const response = await fetch('/v1/audio/voices', { headers: apiHeaders({ Accept: 'application/json' }) });
+      if (!response.ok) {
+        askForKey(response);
+        throw new Error(await errorMessage(response));
+      }
       const voices = parseVoices(await response.json());
       if (!voices.length) throw new Error('The server lists no voices.');
       fillVoices(voices);
@@ -659,7 +678,7 @@
     try {
       response = await fetch('/v1/audio/speech', {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
+        headers: apiHeaders({ 'Content-Type': 'application/json' }),
         body: JSON.stringify(body),
         signal: r.controller.signal,
       });
@@ -670,6 +689,7 @@
       return;
     }
     if (!response.ok) {
+      askForKey(response);
       showError(await errorMessage(response));
       finished(r, 'error', 'Failed.');
       return;
@@ -792,10 +812,22 @@
     }
   });
 
+  // The key lives in sessionStorage: gone when the tab closes, never written to disk for good.
+  ui.key.value = sessionStorage.getItem('koe.key') || '';
+  ui.key.addEventListener('change', () => {
+    sessionStorage.setItem('koe.key', ui.key.value.trim());
+    clearError();
+    loadVoices();
+  });
+  if (ui.key.value) ui.keyBox.open = true;
+
   const savedFormat = localStorage.getItem('koe.format');
   if (savedFormat && [...ui.format.options].some((o) => o.value === savedFormat)) ui.format.value = savedFormat;
   showSpeed();
   showFormatHint();
   setState('idle');
   loadVoices();
+
+  // The page's parts, for tests and tools (tests/web/page_test.js checks them in the browser).
+  window.koe = Object.freeze({ PcmPlayer, WavReader, parseVoices, wavBlob });
 })();

@@ -65,6 +65,90 @@ async function run(browser) {
   check('no error after loading the voices', (await page.locator('#error').textContent()) === '',
     await page.locator('#error').textContent());
 
+  // The page's own parts, checked in the browser with known inputs (window.koe).
+  const parts = await page.evaluate(async () => {
+    const out = {};
+    // PCM split at odd byte boundaries (inside samples), rendered offline and compared sample by
+    // sample with the signal that went in.
+    const rate = 24000;
+    const n = 4000;
+    const samples = new Int16Array(n);
+    for (let i = 0; i < n; i++) samples[i] = Math.round(12000 * Math.sin(0.05 * i + 0.3));
+    const bytes = new Uint8Array(samples.buffer);
+    const offline = new OfflineAudioContext(1, rate, rate);
+    const player = new koe.PcmPlayer(offline, () => {});
+    player.configure(rate, 1);
+    const sizes = [1, 3, 7, 1001, 2, 5];
+    for (let at = 0, k = 0; at < bytes.length; k++) {
+      const m = sizes[k % sizes.length];
+      player.push(bytes.slice(at, at + m));
+      at += m;
+    }
+    player.end();
+    const rendered = (await offline.startRendering()).getChannelData(0);
+    const first = rendered.findIndex((x) => x !== 0);
+    let maxErr = 0;
+    for (let i = 0; i < n; i++) maxErr = Math.max(maxErr, Math.abs(rendered[first + i] - samples[i] / 32768));
+    let after = 0;
+    for (let i = first + n; i < rendered.length; i++) after = Math.max(after, Math.abs(rendered[i]));
+    out.pcm = { frames: player.frames, buffers: player.scheduled, first, maxErr, after };
+
+    // A streamed WAV header (unknown sizes, an extra chunk before the data) fed a byte at a time.
+    const header = new Uint8Array(44 + 12);
+    const v = new DataView(header.buffer);
+    const put = (at, t) => [...t].forEach((c, i) => v.setUint8(at + i, c.charCodeAt(0)));
+    put(0, 'RIFF'); v.setUint32(4, 0xffffffff, true); put(8, 'WAVE');
+    put(12, 'LIST'); v.setUint32(16, 4, true); put(20, 'INFO');
+    put(24, 'fmt '); v.setUint32(28, 16, true); v.setUint16(32, 1, true); v.setUint16(34, 2, true);
+    v.setUint32(36, 22050, true); v.setUint32(40, 22050 * 4, true); v.setUint16(44, 4, true); v.setUint16(46, 16, true);
+    put(48, 'data'); v.setUint32(52, 0xffffffff, true);
+    const got = { configured: null, bytes: [] };
+    const reader = new koe.WavReader({
+      configure: (r, c) => { got.configured = `${r}/${c}`; },
+      push: (b) => got.bytes.push(...b),
+    });
+    const stream = [...header, 9, 8, 7, 6, 5];
+    for (const b of stream) reader.push(new Uint8Array([b]));
+    out.wav = { configured: got.configured, payload: got.bytes.join(',') };
+    try {
+      new koe.WavReader({ configure() {}, push() {} }).push(new TextEncoder().encode('ID3\x04 not a wav file'));
+      out.wavBad = 'accepted';
+    } catch (e) {
+      out.wavBad = e.message;
+    }
+
+    // Voice lists in the shapes a server may use.
+    const names = (j) => koe.parseVoices(j).map((x) => `${x.name}|${x.language}|${x.gender}`).join(' ');
+    out.voices = [
+      names(['af_heart', 'bm_george']),
+      names({ voices: [{ name: 'x1', language: 'en-gb', gender: 'F' }] }),
+      names({ data: [{ id: 'ef_dora' }] }),
+      names({ af_bella: { gender: 'female' } }),
+      names(42),
+    ];
+
+    // The download of an odd number of bytes drops the half sample and states the real sizes.
+    const blob = koe.wavBlob([new Uint8Array([1, 2, 3])], 24000, 1);
+    const w = new DataView(await blob.arrayBuffer());
+    out.wavBlob = { size: blob.size, riff: w.getUint32(4, true), data: w.getUint32(40, true), rate: w.getUint32(24, true) };
+    return out;
+  });
+  check('pcm: odd byte boundaries give back every sample exactly', parts.pcm.frames === 4000 &&
+    parts.pcm.first > 0 && parts.pcm.maxErr < 1e-4 && parts.pcm.after === 0, JSON.stringify(parts.pcm));
+  check('pcm: chunks gathered into few buffers', parts.pcm.buffers >= 1 && parts.pcm.buffers <= 4,
+    parts.pcm.buffers);
+  check('wav: header read a byte at a time, extra chunk skipped', parts.wav.configured === '22050/2' &&
+    parts.wav.payload === '9,8,7,6,5', JSON.stringify(parts.wav));
+  check('wav: a stream that is not WAV is refused', /RIFF/.test(parts.wavBad), parts.wavBad);
+  check('voices: list of names', parts.voices[0] ===
+    'af_heart|American English|female bm_george|British English|male', parts.voices[0]);
+  check('voices: objects under "voices"', parts.voices[1] === 'x1|British English|female', parts.voices[1]);
+  check('voices: objects under "data" with id', parts.voices[2] === 'ef_dora|Spanish|female', parts.voices[2]);
+  check('voices: name → info map', parts.voices[3] === 'af_bella|American English|female', parts.voices[3]);
+  check('voices: nonsense gives no voices', parts.voices[4] === '', parts.voices[4]);
+  check('download: WAV sizes exact, odd byte dropped', JSON.stringify(parts.wavBlob) ===
+    JSON.stringify({ size: 46, riff: 38, data: 2, rate: 24000 }), JSON.stringify(parts.wavBlob));
+
   // Every control is found by its label: what a screen reader announces.
   for (const label of ['Text', 'Voice', 'Speed', 'Format']) {
     check(`control labelled "${label}"`, (await page.getByLabel(label, { exact: false }).count()) >= 1);
