@@ -72,7 +72,8 @@ koe_encoder *koe_encoder_new(koe_format fmt, int sample_rate, const koe_encoder_
 /* Encodes n samples (any n, including 0). Returns 0 or an error code. */
 int koe_encoder_write(koe_encoder *enc, const float *pcm, size_t n, koe_error *err);
 /* Flushes the codec and writes the trailer (end-of-stream page, last frames). After a
- * successful finish the bytes written form a complete file. Further writes are KOE_ERR_INVALID. */
+ * successful finish the bytes written form a complete file (for pcm and aac, a stream without
+ * samples is empty). Further writes are KOE_ERR_INVALID. */
 int koe_encoder_finish(koe_encoder *enc, koe_error *err);
 void koe_encoder_free(koe_encoder *enc);
 
@@ -86,6 +87,11 @@ uint64_t koe_encoder_bytes_out(const koe_encoder *enc);
  * then rename. Returns 0 or KOE_ERR_IO / KOE_ERR_INVALID. */
 int koe_wav_write_file(const char *path, const float *pcm, size_t n, int sample_rate,
                        koe_error *err);
+
+/* libavcodec logs at "info" level to stderr by default (the aac encoder prints a statistics line
+ * when it closes). This lowers libav's process-wide log level to errors; call it once at start-up
+ * (it is the one global setting the audio module touches, so it is the caller's choice). */
+void koe_audio_quiet_codec_logs(void);
 
 /* Float to s16 with clipping (NaN -> 0); used by every 16-bit format. */
 void koe_audio_to_s16(const float *in, int16_t *out, size_t n);
