@@ -5,7 +5,12 @@
 // Every wait below waits for a state the page reports (data-* attributes on <body>), never for a
 // fixed time; the timeouts are only upper bounds for a broken server.
 'use strict';
+const fs = require('fs');
 const { chromium } = require('playwright-core');
+
+// axe-core, the accessibility rule engine; evaluated through DevTools so the page's own
+// Content-Security-Policy (script-src 'self') stays in force for everything else.
+const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const [base, screenshot] = process.argv.slice(2);
 if (!base || !screenshot) {
@@ -20,6 +25,22 @@ function check(what, ok, detail) {
   if (!ok) fails++;
 }
 const data = (page) => page.evaluate(() => Object.assign({}, document.body.dataset));
+
+// WCAG 2.1 A and AA rules, in light and dark colours.
+async function checkAccessibility(page, when) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE);
+  for (const colorScheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme });
+    const violations = await page.evaluate(async () => {
+      const r = await window.axe.run(document, {
+        runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+      });
+      return r.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+    });
+    check(`accessibility (axe, WCAG 2.1 AA, ${colorScheme}) ${when}`, violations.length === 0, violations.join(' | '));
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+}
 
 async function main() {
   const browser = await chromium.launch({
@@ -213,6 +234,7 @@ async function run(browser) {
   check('download has a .wav name', /\.wav$/.test(wav.name), wav.name);
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(`screenshot: ${screenshot}`);
+  await checkAccessibility(page, 'after speaking');
 
   // WAV streams too: its header is read, its samples scheduled as they come.
   await page.getByLabel('Format').selectOption('wav');
@@ -269,6 +291,7 @@ async function run(browser) {
   const alert = (await page.getByRole('alert').textContent()) || '';
   check('unknown voice: error state', (await data(page)).state === 'error');
   check('unknown voice: the server\'s 4xx message is shown', /^The server answered 4\d\d[^:]*: \S/.test(alert), alert);
+  await checkAccessibility(page, 'with an error shown');
 
   // Empty text is refused before any request, and said so.
   await page.getByLabel('Voice').selectOption(voices[0]);
