@@ -98,7 +98,7 @@ void koe_audio_to_s16(const float *in, int16_t *out, size_t n);
 
 /* ------------------------------------------------------------------------------------------------
  * Resampler: streaming polyphase windowed-sinc (Kaiser) between any two rates whose reduced
- * ratio has at most 1024 phases (e.g. 22050 -> 24000 is 160/147). Passband flat to 0.8 x the lower
+ * ratio has at most 1024 phases (e.g. 22050 -> 24000 is 160/147). Passband flat to 0.82 x the lower
  * Nyquist within 0.1 dB (9 kHz for 22050 -> 24000), stopband >= 60 dB from the lower Nyquist up.
  * Output is time-aligned with the input (the filter delay is compensated): after flush, n input
  * samples have produced round-up(n x out_rate / in_rate) output samples, and chunked calls give
