@@ -246,19 +246,24 @@ async function run(browser) {
     `${d.state} ${d.error || ''} buffers=${d.buffersScheduled}`);
   check('wav: audio decoded from the stream', Number(d.audioSeconds) > 0.3, d.audioSeconds);
 
-  // MP3 plays through Media Source Extensions while it arrives; the download keeps the MP3 bytes.
-  const mse = await page.evaluate(() => window.MediaSource && MediaSource.isTypeSupported('audio/mpeg'));
-  check('this Chromium plays MP3 through Media Source Extensions', mse);
-  await page.getByLabel('Format').selectOption('mp3');
-  await page.getByRole('button', { name: 'Speak' }).click();
-  await page.waitForFunction(() => ['done', 'error', 'stopped'].includes(document.body.dataset.state), null,
-    { timeout: LIMIT });
-  d = await data(page);
-  check('mp3: played to the end', d.state === 'done' && Number(d.buffersScheduled) >= 1,
-    `${d.state} ${d.error || ''} appends=${d.buffersScheduled}`);
-  check('mp3: duration known', Number(d.audioSeconds) > 0.3, d.audioSeconds);
-  check('mp3: download is the MP3 received', Number(d.downloadBytes) === Number(d.bytes) &&
-    /\.mp3$/.test(await page.locator('#download').getAttribute('download')), `${d.downloadBytes} vs ${d.bytes}`);
+  // MP3 and AAC play through Media Source Extensions while they arrive, Opus and FLAC once
+  // complete; every download keeps the bytes received.
+  const mse = await page.evaluate(() => ['audio/mpeg', 'audio/aac'].map((t) => MediaSource.isTypeSupported(t)));
+  check('this Chromium streams MP3 and AAC through Media Source Extensions', mse[0] && mse[1], mse.join(','));
+  for (const format of ['mp3', 'aac', 'opus', 'flac']) {
+    await page.getByLabel('Format').selectOption(format);
+    await page.getByRole('button', { name: 'Speak' }).click();
+    await page.waitForFunction(() => ['done', 'error', 'stopped'].includes(document.body.dataset.state), null,
+      { timeout: LIMIT });
+    d = await data(page);
+    check(`${format}: played to the end`, d.state === 'done' && Number(d.buffersScheduled) >= 1,
+      `${d.state} ${d.error || ''} buffers=${d.buffersScheduled}`);
+    check(`${format}: duration known`, Number(d.audioSeconds) > 0.3, d.audioSeconds);
+    const ext = format === 'opus' ? 'ogg' : format;
+    check(`${format}: download is the ${ext} bytes received`, Number(d.downloadBytes) === Number(d.bytes) &&
+      (await page.locator('#download').getAttribute('download')).endsWith(`.${ext}`),
+      `${d.downloadBytes} vs ${d.bytes}`);
+  }
 
   // Stop: a long text, stopped once audio flows. Checking that Stop is enabled and pressing it
   // happen in one task of the page, so the outcome cannot depend on how fast the audio came.

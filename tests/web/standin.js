@@ -1,6 +1,6 @@
 // A stand-in for `koe serve`, for working on the web page before (or without) the real server:
-// serves web/ and answers the two API calls the page makes with a sine tone. Never used by the
-// committed test unless KOE_WEB_STANDIN=1 is set (see docs/WEB.md).
+// serves web/ and answers the two API calls the page makes with a sine tone (compressed formats
+// through ffmpeg). Never used by the committed test unless KOE_WEB_STANDIN=1 is set (docs/WEB.md).
 //
 //   node tests/web/standin.js [port]     prints the port it listens on, then serves until killed
 'use strict';
@@ -13,6 +13,13 @@ const WEB = path.join(__dirname, '..', '..', 'web');
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8' };
 const RATE = 24000;
+// Compressed formats: Content-Type, then ffmpeg's output options.
+const ENCODE = {
+  mp3: ['audio/mpeg', '-f', 'mp3', '-b:a', '64k'],
+  aac: ['audio/aac', '-c:a', 'aac', '-b:a', '64k', '-f', 'adts'],
+  opus: ['audio/ogg', '-c:a', 'libopus', '-b:a', '32k', '-f', 'ogg'],
+  flac: ['audio/flac', '-f', 'flac'],
+};
 const CSP = "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self' blob:; " +
   "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 // Mixed shapes on purpose: the page must accept bare names and objects.
@@ -45,18 +52,19 @@ function speech(req, res, body) {
   const names = VOICES.map((v) => (typeof v === 'string' ? v : v.name));
   if (!names.includes(q.voice)) return apiError(res, 400, `unknown voice '${q.voice}'`, 'voice');
   const format = q.response_format || 'mp3';
-  if (!['pcm', 'wav', 'mp3'].includes(format)) {
-    return apiError(res, 400, `the stand-in serves only pcm, wav and mp3, not ${format}`, 'response_format');
+  if (!['pcm', 'wav'].includes(format) && !ENCODE[format]) {
+    return apiError(res, 400, `the stand-in cannot make ${format}`, 'response_format');
   }
   // 60 ms of tone per character, so a long text gives a long stream.
   const total = Math.max(RATE, Math.round(input.length * 0.06 * RATE / (q.speed || 1)));
   const pcm = Buffer.alloc(total * 2);
   for (let i = 0; i < total; i++) pcm.writeInt16LE(Math.round(8000 * Math.sin(2 * Math.PI * 440 * i / RATE)), i * 2);
-  if (format === 'mp3') {
+  if (ENCODE[format]) {
     // ffmpeg (Debian's) encodes the tone; its output is streamed as it comes.
+    const [type, ...args] = ENCODE[format];
     const enc = spawn('ffmpeg', ['-v', 'error', '-f', 's16le', '-ar', String(RATE), '-ac', '1', '-i', '-',
-      '-f', 'mp3', '-b:a', '64k', '-'], { stdio: ['pipe', 'pipe', 'inherit'] });
-    res.writeHead(200, { 'Content-Type': 'audio/mpeg' });
+      ...args, '-'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    res.writeHead(200, { 'Content-Type': type });
     enc.stdout.pipe(res);
     res.on('close', () => enc.kill());
     enc.stdin.end(pcm);
