@@ -605,6 +605,15 @@
     setStatus(text);
   }
 
+  // TTFA: from the request being sent to the first byte of audio arriving.
+  function firstAudio(r) {
+    if (r.tFirst !== null) return;
+    r.tFirst = performance.now();
+    showTiming(r);
+    setState('streaming');
+    setStatus(r.player ? 'Playing while the rest arrives…' : 'Receiving; this format plays once it is complete…');
+  }
+
   async function speak() {
     if (run) stop('Replaced by a new request.');
     clearError();
@@ -648,7 +657,7 @@
         const player = r.player;
         const reader = new WavReader({
           configure: (rate, channels) => player.configure(rate, channels),
-          push: (bytes) => { r.pcm.push(bytes); player.push(bytes); },
+          push: (bytes) => { firstAudio(r); r.pcm.push(bytes); player.push(bytes); },
         });
         r.sink = (bytes) => reader.push(bytes);
       }
@@ -700,13 +709,8 @@
         const { done, value } = await reader.read();
         if (done) break;
         if (!value || !value.length) continue;
-        if (r.tFirst === null) {
-          r.tFirst = performance.now();
-          showTiming(r);
-          setState('streaming');
-          setStatus(r.player ? 'Playing while the rest arrives…' :
-            'Receiving; this format plays once it is complete…');
-        }
+        // A WAV header is not audio: for wav the clock stops at the first sample byte (WavReader).
+        if (r.format !== 'wav') firstAudio(r);
         r.bytes += value.length;
         ui.bytes.textContent = formatBytes(r.bytes);
         mark('bytes', r.bytes);

@@ -245,6 +245,7 @@ async function run(browser) {
   check('wav: played to the end', d.state === 'done' && Number(d.buffersScheduled) >= 1,
     `${d.state} ${d.error || ''} buffers=${d.buffersScheduled}`);
   check('wav: audio decoded from the stream', Number(d.audioSeconds) > 0.3, d.audioSeconds);
+  check('wav: TTFA measured at the first sample byte', Number(d.ttfaMs) > 0, d.ttfaMs);
 
   // MP3 and AAC play through Media Source Extensions while they arrive, Opus and FLAC once
   // complete; every download keeps the bytes received.
