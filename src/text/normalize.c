@@ -371,7 +371,8 @@ static int month_index(const char *s, size_t n) {
 static const char *const year_cues[] = {
     "in",     "since",  "by",     "from",    "until", "till",      "of",    "year",   "circa",
     "around", "before", "after",  "during",  "early", "late",      "mid",   "spring", "summer",
-    "autumn", "fall",   "winter", "between", "c.",    "christmas", "class", "to",     "and"};
+    "autumn", "fall",   "winter", "between", "c.",    "christmas", "class", "to",     "and",
+    "\xc2\xa9" /* © */};
 /* Words after a number: it is a year. */
 static const char *const era_words[] = {"AD", "BC", "BCE", "CE", "A.D.", "B.C."};
 
@@ -832,6 +833,25 @@ static int try_date(ctx *c, span s) {
     return 1;
 }
 
+/* 1/2 one half, 3/4 three quarters, 2/3 two thirds (denominators 2 to 10). */
+static int try_fraction(ctx *c, span s) {
+    const char *slash = memchr(s.s, '/', s.n);
+    if (!slash) return 0;
+    size_t a = (size_t)(slash - s.s), b = s.n - a - 1;
+    if (!a || a > 2 || !b || b > 2 || !all_digits(s.s, a) || !all_digits(slash + 1, b)) return 0;
+    unsigned num_ = small_int(s.s, a), den = small_int(slash + 1, b);
+    if (den < 2 || den > 10 || num_ == 0) return 0;
+    say_uint(c->w, num_);
+    if (den == 2) w_str(c->w, num_ == 1 ? "half" : "halves");
+    else if (den == 4) w_str(c->w, num_ == 1 ? "quarter" : "quarters");
+    else {
+        say_uint(c->w, den);
+        ordinalize_last(c->w);
+        if (num_ != 1) pluralize_last(c->w);
+    }
+    return 1;
+}
+
 /* digits + st/nd/rd/th */
 static int try_ordinal(ctx *c, span s) {
     if (s.n < 3) return 0;
@@ -847,6 +867,7 @@ static int try_ordinal(ctx *c, span s) {
 }
 
 static int read_number_with_context(ctx *c, span s, const num *v);
+static int phone_like(span s);
 
 /* A number, possibly with an attached unit (5km, 25°C, 50%) or a unit word after it. */
 static int try_number(ctx *c, span s) {
@@ -865,6 +886,25 @@ static int try_number(ctx *c, span s) {
             plural_s = 1;
         else if (!u && rest.n == 2 && rest.s[0] == '\'' && rest.s[1] == 's' && !v.has_point)
             plural_s = 1; /* 1990's */
+        if (!u && !plural_s && ampm_word(rest) && !v.has_point && !v.neg && v.ipn <= 2) {
+            say_int(c->w, v.ip, v.ipn); /* 3pm */
+            say_ampm(c->w, rest);
+            return 1;
+        }
+        if (!u && !plural_s && !v.has_point && !v.neg) {
+            static const symbol vulgar[] = {{"\xc2\xbd", "a half"},
+                                            {"\xc2\xbc", "a quarter"},
+                                            {"\xc2\xbe", "three quarters"},
+                                            {"\xe2\x85\x93", "a third"},
+                                            {"\xe2\x85\x94", "two thirds"}};
+            for (size_t k = 0; k < sizeof vulgar / sizeof vulgar[0]; k++)
+                if (eq_ci(rest.s, rest.n, vulgar[k].sym)) { /* 1½ */
+                    say_int(c->w, v.ip, v.ipn);
+                    w_str(c->w, "and");
+                    w_str(c->w, vulgar[k].word);
+                    return 1;
+                }
+        }
         if (!u && !plural_s) return 0;
     }
     if (plural_s) { /* 1990s, 80s */
@@ -899,7 +939,10 @@ static int try_number(ctx *c, span s) {
 static int read_number_with_context(ctx *c, span s, const num *v) {
     if (v->neg || v->has_point || v->grouped) return 0;
     const word *pv = peek(c, -1), *nx = peek(c, 1);
-    if (c->phone_run || (v->ipn >= 2 && v->ip[0] == '0')) {
+    const word *self = &c->words[c->i];
+    int area_code = v->ipn == 3 && self->lead.n == 1 && self->lead.s[0] == '(' &&
+                    self->trail.n == 1 && self->trail.s[0] == ')' && nx && phone_like(nx->core);
+    if (c->phone_run || area_code || (v->ipn >= 2 && v->ip[0] == '0')) {
         say_digits(c->w, v->ip, v->ipn);
         return 1;
     }
@@ -925,7 +968,8 @@ static int try_day(ctx *c, span s) {
     unsigned d = small_int(s.s, s.n);
     if (d < 1 || d > 31) return 0;
     const word *pv = peek(c, -1), *nx = peek(c, 1);
-    int after_month = pv && !pv->trail.n && month_index(pv->core.s, pv->core.n) >= 0;
+    int after_month = pv && (!pv->trail.n || (pv->trail.n == 1 && pv->trail.s[0] == '.')) &&
+                      month_index(pv->core.s, pv->core.n) >= 0;
     int before_month = nx && !c->words[c->i].trail.n && month_index(nx->core.s, nx->core.n) >= 0 &&
                        nx->core.n >= 3;
     if (!after_month && !before_month) return 0;
@@ -1058,6 +1102,12 @@ static void say_mixed(ctx *c, span s) {
         }
         if (ch == '#' && i + 1 < s.n && isalpha((unsigned char)s.s[i + 1])) {
             w_str(c->w, "hashtag");
+            i++;
+            continue;
+        }
+        if (ch == '-' && i > 0 && i + 1 < s.n && isalpha((unsigned char)s.s[i - 1]) &&
+            isdigit((unsigned char)s.s[i + 1])) {
+            c->w->space = 1; /* COVID-19 */
             i++;
             continue;
         }
@@ -1224,7 +1274,7 @@ static int read_core(ctx *c, span core, span *trail) {
         return 1;
     }
     if (try_time(c, core) || try_money(c, core) || try_ordinal(c, core)) return 1;
-    if (try_day(c, core)) return 1;
+    if (try_day(c, core) || try_fraction(c, core)) return 1;
     if (try_number(c, core)) return 1;
     if (try_range(c, core, trail)) return 1;
     if (core.s[0] == '+' && core.n > 1 && all_digits(core.s + 1, core.n - 1)) {
