@@ -237,9 +237,9 @@ static const norm_case cases[] = {
      "char",
      "bellchar", 1},
     {"en-us",
-     "esc\x1b"
-     "[0m",
-     "esc(zero m", 1},
+     "vertical\x0b"
+     "tab",
+     "vertical tab", 0},
     {"en-us",
      "del\x7f"
      "x",
