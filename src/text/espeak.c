@@ -49,7 +49,8 @@ static void espeak_init_once(void) {
 const char *koe_espeak_voice_for_lang(const char *lang) {
     static const struct {
         const char *lang, *voice;
-    } map[] = {{"en-us", "en-us"}, {"en-gb", "en-gb"}, {"es", "es"}, {"fr", "fr-fr"},
+    } map[] = {/* espeak-ng 1.51 selects voices by file name: gmw/en is British English */
+               {"en-us", "en-us"}, {"en-gb", "en"},    {"es", "es"}, {"fr", "fr"},
                {"it", "it"},       {"pt-br", "pt-br"}, {"hi", "hi"}};
     if (!lang) return NULL;
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)

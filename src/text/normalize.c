@@ -369,10 +369,10 @@ static int month_index(const char *s, size_t n) {
 
 /* Words after which a four-digit number is a year. */
 static const char *const year_cues[] = {
-    "in",     "since",  "by",     "from",    "until", "till",      "of",    "year",   "circa",
-    "around", "before", "after",  "during",  "early", "late",      "mid",   "spring", "summer",
-    "autumn", "fall",   "winter", "between", "c.",    "christmas", "class", "to",     "and",
-    "\xc2\xa9" /* © */};
+    "in",      "since", "by",        "from",   "until",  "till",   "of",
+    "year",    "circa", "around",    "before", "after",  "during", "early",
+    "late",    "mid",   "spring",    "summer", "autumn", "fall",   "winter",
+    "between", "c.",    "christmas", "class",  "to",     "and",    "\xc2\xa9" /* © */};
 /* Words after a number: it is a year. */
 static const char *const era_words[] = {"AD", "BC", "BCE", "CE", "A.D.", "B.C."};
 
@@ -842,8 +842,10 @@ static int try_fraction(ctx *c, span s) {
     unsigned num_ = small_int(s.s, a), den = small_int(slash + 1, b);
     if (den < 2 || den > 10 || num_ == 0) return 0;
     say_uint(c->w, num_);
-    if (den == 2) w_str(c->w, num_ == 1 ? "half" : "halves");
-    else if (den == 4) w_str(c->w, num_ == 1 ? "quarter" : "quarters");
+    if (den == 2)
+        w_str(c->w, num_ == 1 ? "half" : "halves");
+    else if (den == 4)
+        w_str(c->w, num_ == 1 ? "quarter" : "quarters");
     else {
         say_uint(c->w, den);
         ordinalize_last(c->w);

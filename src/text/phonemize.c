@@ -15,10 +15,10 @@ typedef struct ipa_rule {
  * on: A I O Q W Y for the diphthongs, ʤ ʧ, ᵊ for syllabic consonants, ɹ). "͡" is the tie U+0361
  * that espeak-ng puts inside a multi-letter phoneme. Longest match wins. */
 static const ipa_rule en_common[] = {
-    {"ʔˌn̩", "tᵊn"}, {"ʔn̩", "tᵊn"}, {"ʔn", "tᵊn"},    {"ʔ", "t"},  {"a͡ɪ", "I"},  {"a͡ʊ", "W"},
-    {"d͡ʒ", "ʤ"},    {"e͡ɪ", "A"},   {"t͡ʃ", "ʧ"},      {"ɔ͡ɪ", "Y"}, {"ə͡l", "ᵊl"}, {"ʲo", "jo"},
-    {"ʲə", "jə"},   {"ʲ", ""},     {"ɚ", "əɹ"},      {"r", "ɹ"},  {"x", "k"},   {"ç", "k"},
-    {"ɐ", "ə"},     {"ɬ", "l"},    {"\xcc\x83", ""},
+    {"ʔˌn̩", "tᵊn"}, {"ʔn̩", "tᵊn"}, {"ʔn", "tᵊn"}, {"ʔ", "t"},       {"a͡ɪ", "I"},  {"a͡ʊ", "W"},
+    {"d͡ʒ", "ʤ"},    {"e͡ɪ", "A"},   {"t͡ʃ", "ʧ"},   {"ɔ͡ɪ", "Y"},      {"ə͡l", "ᵊl"}, {"ʲo", "jo"},
+    {"ʲə", "jə"},   {"ʲ", ""},     {"ɚɹ", "əɹ"},  {"ɚ", "əɹ"},      {"r", "ɹ"},   {"x", "k"},
+    {"ç", "k"},     {"ɐ", "ə"},    {"ɬ", "l"},    {"\xcc\x83", ""},
 };
 /* American: o͡ʊ is O, the long ɜː is r-coloured, length marks go, o alone is ɔ (espeak-ng 1.51). */
 static const ipa_rule en_us[] = {
