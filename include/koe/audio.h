@@ -126,14 +126,17 @@ void koe_resampler_free(koe_resampler *rs);
  *
  * The gain comes either from a calibration (input_lufs: the measured integrated loudness of this
  * voice's raw output, e.g. from koe_loudness_measure() at warm-up) or, without one, from a running
- * BS.1770 gated estimate of the input so far. The estimate for the samples of one process() call
- * uses everything up to the end of that call, so a whole first segment passed in one call is
- * normalized from its first sample; samples given before ~0.1 s of input exists use the default
- * assumed loudness (-20 LUFS). Gain changes are smoothed (~0.3 s) so speech does not pump.
- * The limiter looks ahead a few ms (default 2 ms) at a 4x oversampled peak estimate, attacks
- * within the look-ahead and releases smoothly (default 80 ms). Output is delayed by
+ * BS.1770 gated estimate of the input so far. The estimate used for the samples of a call includes
+ * up to one second of that call's own input, so a segment handed over whole is normalized from
+ * its first sample; before any input above -70 LUFS the gain assumes -20 LUFS. The first estimate
+ * applies at once; later the gain falls within ~50 ms and rises over ~0.5 s (an early estimate
+ * tends to be low, and a short overshoot is better than a long one). The loudness the limiter
+ * takes away (measured over the last ~3 s, at most 3 dB) is added back to the gain.
+ * The limiter looks ahead a few ms (default 2 ms) at a 4x oversampled peak estimate, reaches the
+ * needed gain within the look-ahead and releases smoothly (default 80 ms); it aims 0.2 dB under
+ * the ceiling so another meter's true-peak filter also reads <= ceiling. Output is delayed by
  * koe_loudness_delay() samples: process() returns that many fewer samples at the start, and
- * flush() returns them at the end (so the total count is unchanged). */
+ * flush() returns them at the end (the total count is unchanged). */
 
 typedef struct koe_loudness_opts {
     double target_lufs;  /* 0 = default -16 */
