@@ -74,6 +74,9 @@ static int ogg_opus_init(koe_encoder *enc, koe_error *err) {
     if (!st->opus)
         return koe_error_set(err, KOE_ERR_INTERNAL, "opus encoder: %s", opus_strerror(oerr));
     opus_encoder_ctl(st->opus, OPUS_SET_BITRATE(bitrate));
+    /* Complexity 5 instead of 10: ~6x faster (bench_audio), which matters for time to first
+     * audio, at a small cost in quality at speech bitrates. */
+    opus_encoder_ctl(st->opus, OPUS_SET_COMPLEXITY(5));
     opus_int32 la = 0;
     opus_encoder_ctl(st->opus, OPUS_GET_LOOKAHEAD(&la));
     st->frame = rate / 50;
