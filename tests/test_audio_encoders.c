@@ -22,12 +22,14 @@ static int have_ffmpeg;
 typedef struct sink {
     koe_buf bytes;
     int calls;
-    int fail_after; /* fail on this call (1-based); 0 = never */
+    int empty_calls; /* writes of 0 bytes: an HTTP chunked stream would end at one */
+    int fail_after;  /* fail on this call (1-based); 0 = never */
 } sink;
 
 static int sink_write(void *user, const void *data, size_t n) {
     sink *s = user;
     s->calls++;
+    if (n == 0) s->empty_calls++;
     if (s->fail_after && s->calls >= s->fail_after) return 7;
     return koe_buf_append(&s->bytes, data, n);
 }
@@ -126,6 +128,7 @@ static int encode_sine(koe_format fmt, size_t n, const koe_encoder_opts *opts, s
     koe_encoder_free(enc);
     KT_CHECK(s->bytes.len == after_finish, "%s: nothing written after finish (at free)",
              koe_format_name(fmt));
+    KT_CHECK(s->empty_calls == 0, "%s: no zero-length writes", koe_format_name(fmt));
     free(x);
     return rc;
 }

@@ -113,7 +113,7 @@ static const koe_codec_ops *codec_for(koe_format fmt) {
 
 int koe_encoder_emit(koe_encoder *enc, const void *data, size_t n, koe_error *err) {
     if (enc->failed)
-        return koe_error_set(err, KOE_ERR_CANCELLED, "%s encoder: output was stopped",
+        return koe_error_set(err, enc->failed, "%s encoder: the stream already failed",
                              koe_format_name(enc->fmt));
     if (n == 0) return 0;
     if (!enc->started) {
@@ -124,7 +124,7 @@ int koe_encoder_emit(koe_encoder *enc, const void *data, size_t n, koe_error *er
     }
     int rc = enc->write(enc->user, data, n);
     if (rc != 0) {
-        enc->failed = 1;
+        enc->failed = KOE_ERR_CANCELLED;
         return koe_error_set(err, KOE_ERR_CANCELLED,
                              "%s encoder: the output stopped (write callback returned %d)",
                              koe_format_name(enc->fmt), rc);
@@ -190,8 +190,8 @@ koe_encoder *koe_encoder_new(koe_format fmt, int sample_rate, const koe_encoder_
 static int check_usable(koe_encoder *enc, const char *what, koe_error *err) {
     if (!enc) return koe_error_set(err, KOE_ERR_INVALID, "audio encoder: %s on NULL", what);
     if (enc->failed)
-        return koe_error_set(err, KOE_ERR_CANCELLED, "%s encoder: output was stopped",
-                             koe_format_name(enc->fmt));
+        return koe_error_set(err, enc->failed, "%s encoder: %s after the stream failed",
+                             koe_format_name(enc->fmt), what);
     if (enc->finished)
         return koe_error_set(err, KOE_ERR_INVALID, "%s encoder: %s after finish",
                              koe_format_name(enc->fmt), what);
@@ -219,13 +219,13 @@ int koe_encoder_write(koe_encoder *enc, const float *pcm, size_t n, koe_error *e
             clean[i] = v >= 1.0f ? 1.0f : v <= -1.0f ? -1.0f : v == v ? v : 0.0f;
         }
         if ((rc = enc->ops->encode(enc, clean, k, err)) != 0) {
-            enc->failed = 1;
+            enc->failed = rc;
             return rc;
         }
         enc->samples_in += k;
         done += k;
     }
-    if (enc->ops->end_of_write && (rc = enc->ops->end_of_write(enc, err)) != 0) enc->failed = 1;
+    if (enc->ops->end_of_write && (rc = enc->ops->end_of_write(enc, err)) != 0) enc->failed = rc;
     return rc;
 }
 
@@ -233,7 +233,7 @@ int koe_encoder_finish(koe_encoder *enc, koe_error *err) {
     int rc = check_usable(enc, "finish", err);
     if (rc != 0) return rc;
     if (enc->opts.total_samples && enc->samples_in != enc->opts.total_samples) {
-        enc->failed = 1;
+        enc->failed = KOE_ERR_INVALID;
         return koe_error_set(err, KOE_ERR_INVALID,
                              "%s encoder: finished after %llu samples but %llu were announced",
                              koe_format_name(enc->fmt), (unsigned long long)enc->samples_in,
@@ -241,7 +241,7 @@ int koe_encoder_finish(koe_encoder *enc, koe_error *err) {
     }
     if ((rc = start_stream(enc, err)) != 0) return rc;
     enc->finished = 1;
-    if ((rc = enc->ops->finish(enc, err)) != 0) enc->failed = 1;
+    if ((rc = enc->ops->finish(enc, err)) != 0) enc->failed = rc;
     return rc;
 }
 

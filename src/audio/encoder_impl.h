@@ -26,7 +26,7 @@ struct koe_encoder {
     void *codec;     /* the codec's own state */
     koe_buf pending; /* bytes emitted before the stream started */
     int started;     /* the first samples (or finish) arrived: bytes go straight out */
-    int failed;      /* the write callback asked to stop, or the codec failed */
+    int failed;      /* 0, or the koe_code that stopped the stream (callback, codec) */
     int finished;
     uint64_t samples_in, bytes_out;
 };
