@@ -183,6 +183,19 @@ static void check_format(const expect *ex, size_t n) {
     float *y = ffmpeg_decode(ex->input_opts, path, &got, ex->fmt != KOE_FORMAT_WAV);
     KT_CHECK(y != NULL, "%s: ffmpeg decodes %s without error", name, path);
     if (!y) return;
+    /* As an HTTP client gets it: from a pipe, no seeking, the format guessed from the bytes
+     * (except raw pcm, which has nothing to guess from). */
+    {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "cat '%s' | ffmpeg -nostdin -v error %s -i pipe:0 -f f32le -ac 1 - 2>/dev/null | "
+                 "wc -c",
+                 path, ex->input_opts);
+        char *out = run_capture(cmd, NULL);
+        size_t piped = out ? strtoul(out, NULL, 10) / sizeof(float) : 0;
+        KT_CHECK(piped == got, "%s: from a pipe %zu samples, from the file %zu", name, piped, got);
+        free(out);
+    }
     double scale = ex->decoded_rate / (double)RATE;
     size_t want_min = (size_t)((double)(n + ex->priming) * scale);
     size_t want_max = (size_t)((double)(n + ex->priming + ex->frame) * scale);
@@ -382,6 +395,22 @@ static void test_wav_headers(void) {
     KT_EXPECT(encode_sine(KOE_FORMAT_WAV, n, &opts, &s, &err) == 0);
     KT_EXPECT(le32_at(s.bytes.data + 4) == 36 + 2 * n && le32_at(s.bytes.data + 40) == 2 * n);
     koe_buf_free(&s.bytes);
+
+    /* FLAC with an announced length: STREAMINFO carries it. */
+    s.calls = 0;
+    KT_EXPECT(encode_sine(KOE_FORMAT_FLAC, n, &opts, &s, &err) == 0);
+    snprintf(path, sizeof path, "%s/known.flac", tmpdir);
+    save(path, &s.bytes);
+    koe_buf_free(&s.bytes);
+    if (have_ffmpeg) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "ffprobe -v error -show_entries stream=duration_ts -of csv=p=0 '%s'", path);
+        char *out = run_capture(cmd, NULL);
+        KT_CHECK(out && strtoul(out, NULL, 10) == n, "flac with known length: duration_ts %s",
+                 out ? out : "?");
+        free(out);
+    }
 
     /* Complete file written atomically. */
     float *x = make_sine(n, FREQ, AMP);
