@@ -1096,6 +1096,15 @@ static void say_mixed(ctx *c, span s) {
                 i += used;
                 continue;
             }
+            if (isdigit(ch)) {
+                /* Too long to read as a number: digit by digit (the letter scan below would
+                 * not move past a digit, and the loop would never end). */
+                size_t j = i;
+                while (j < s.n && isdigit((unsigned char)s.s[j])) j++;
+                say_digits(c->w, s.s + i, j - i);
+                i = j;
+                continue;
+            }
         }
         if (ch == '#' && i + 1 < s.n && isdigit((unsigned char)s.s[i + 1])) {
             w_str(c->w, "number");
