@@ -76,7 +76,8 @@ static float *normalize(const float *x, size_t n, size_t piece, const koe_loudne
     return y;
 }
 
-static void check_output(const char *what, const float *y, size_t n, size_t want_n) {
+static void check_output(const char *what, const float *y, size_t n, size_t want_n,
+                         int whole_segments) {
     double l = 0, tp = 0, l_tail = 0, l_head = 0;
     KT_CHECK(n == want_n, "%s: %zu samples out for %zu in", what, n, want_n);
     KT_EXPECT(koe_loudness_measure(y, n, RATE, &l, &tp, NULL) == 0);
@@ -85,6 +86,9 @@ static void check_output(const char *what, const float *y, size_t n, size_t want
     /* For the record: the first second and the rest on their own. */
     koe_loudness_measure(y, RATE, RATE, &l_head, NULL, NULL);
     koe_loudness_measure(y + RATE, n - RATE, RATE, &l_tail, NULL, NULL);
+    /* Segments handed over whole are normalized from their first sample. */
+    if (whole_segments)
+        KT_CHECK(fabs(l_head + 16) <= 1, "%s: first second at %.2f LUFS", what, l_head);
     fprintf(stderr, "  %-40s %6.2f LUFS  %6.2f dBTP  (first second %6.2f, after %6.2f)\n", what, l,
             tp, l_head, l_tail);
 }
@@ -102,7 +106,7 @@ static void run_levels(const char *name, const float *base, size_t n) {
             char what[128];
             snprintf(what, sizeof what, "%s at %+.0f LUFS, %s pieces", name, levels[li],
                      pi == 0 ? "1.5 s" : "20 ms");
-            if (y) check_output(what, y, m, n);
+            if (y) check_output(what, y, m, n, pi == 0);
             free(y);
         }
     }
@@ -190,7 +194,7 @@ static void test_calibrated(void) {
     koe_loudness_opts opts = {.input_lufs = cal_lufs};
     size_t m = 0;
     float *y = normalize(x, n, RATE / 50, &opts, &m);
-    if (y) check_output("calibrated, 20 ms pieces", y, m, n);
+    if (y) check_output("calibrated, 20 ms pieces", y, m, n, 1);
     free(y);
     free(cal);
     free(x);

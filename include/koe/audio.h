@@ -128,10 +128,11 @@ void koe_resampler_free(koe_resampler *rs);
  * voice's raw output, e.g. from koe_loudness_measure() at warm-up) or, without one, from a running
  * BS.1770 gated estimate of the input so far. The estimate used for the samples of a call includes
  * up to one second of that call's own input, so a segment handed over whole is normalized from
- * its first sample; before any input above -70 LUFS the gain assumes -20 LUFS. The first estimate
- * applies at once; later the gain falls within ~50 ms and rises over ~0.5 s (an early estimate
- * tends to be low, and a short overshoot is better than a long one). The loudness the limiter
- * takes away (measured over the last ~3 s, at most 3 dB) is added back to the gain.
+ * its first sample; until 0.1 s of input above -70 LUFS exists the gain assumes -20 LUFS. The
+ * first estimate applies at once; later the gain falls within ~50 ms and rises over ~0.25 s (an
+ * early estimate tends to be low, and a short overshoot is better than a long one). The loudness
+ * the limiter takes away (measured over the last 3 s; for a piece of >= 0.1 s before that, by
+ * trying the piece on a copy of the limiter; at most 3 dB) is added back to the gain.
  * The limiter looks ahead a few ms (default 2 ms) at a 4x oversampled peak estimate, reaches the
  * needed gain within the look-ahead and releases smoothly (default 80 ms); it aims 0.2 dB under
  * the ceiling so another meter's true-peak filter also reads <= ceiling. Output is delayed by

@@ -24,9 +24,11 @@
 #define HIST_BINS          800 /* 0.1 LU bins from -70 to +10 LUFS */
 #define ASSUMED_INPUT_LUFS -20.0
 #define MAX_GAIN_DB        40.0
-#define GAIN_UP_S          0.5   /* gain rises slowly (an early estimate tends to be low) */
-#define GAIN_DOWN_S        0.05  /* and falls fast, so an early overshoot is short */
-#define RECENT_WEIGHT      0.033 /* per 100 ms sub-block: a ~3 s average */
+#define MAX_MAKEUP_DB      3.0  /* a limiter taking more than this is squashing, not limiting */
+#define GAIN_UP_S          0.25 /* gain rises slowly (an early estimate tends to be low) */
+#define GAIN_DOWN_S        0.05 /* and falls fast, so an early overshoot is short */
+#define RECENT_SUBS        30   /* sub-blocks of 100 ms over which the limiter's loss is measured */
+#define EARLY_MIN_S        0.1  /* input needed before a first estimate is trusted */
 #define EST_PIECE_S        1.0
 #define TP_MARGIN_DB       0.2 /* our 4x estimate vs any other meter's filter */
 #define OS                 4   /* oversampling of the peak estimate */
@@ -48,7 +50,10 @@ typedef struct meter {
     double bin_pow[HIST_BINS];
     int64_t bin_count[HIST_BINS];
     int64_t blocks;
-    double recent_pow; /* sub-block powers above the absolute gate, averaged over ~3 s */
+    double recent[RECENT_SUBS]; /* powers of the last sub-blocks (a sliding window, so one
+                                   early outlier is gone after 3 s) */
+    double recent_sum;
+    double total; /* all K-weighted energy */
 } meter;
 
 struct koe_loudness {
@@ -130,6 +135,7 @@ static void measure(meter *m, const float *in, size_t n) {
         if (!isfinite(v)) v = 0;
         double y = biquad_run(&m->highpass, biquad_run(&m->shelf, v));
         m->sub_sum += y * y;
+        m->total += y * y;
         if (m->subs_done < 4) {
             m->early_sum += y * y;
             m->early_n++;
@@ -137,8 +143,9 @@ static void measure(meter *m, const float *in, size_t n) {
         if (++m->sub_fill == m->sub_len) {
             double pw = m->sub_sum / m->sub_len;
             m->sub_pow[m->subs_done % 4] = pw;
-            if (power_to_lufs(pw) > HIST_MIN_LUFS)
-                m->recent_pow += (pw - m->recent_pow) * RECENT_WEIGHT;
+            m->recent[m->subs_done % RECENT_SUBS] = pw;
+            m->recent_sum = 0; /* summed afresh: no drift after a large early value */
+            for (int r = 0; r < RECENT_SUBS; r++) m->recent_sum += m->recent[r];
             m->subs_done++;
             m->sub_sum = 0;
             m->sub_fill = 0;
@@ -153,7 +160,7 @@ static void measure(meter *m, const float *in, size_t n) {
  * Before the first full 400 ms block, the plain mean power of what exists stands in. */
 static double current_estimate(const meter *m) {
     if (m->blocks == 0) {
-        if (m->subs_done >= 4 || m->early_n == 0) return 0;
+        if (m->subs_done >= 4 || m->early_n < (int64_t)(EARLY_MIN_S * m->sub_len * 10)) return 0;
         double l = power_to_lufs(m->early_sum / (double)m->early_n);
         return l > HIST_MIN_LUFS ? l : 0;
     }
@@ -349,22 +356,87 @@ double koe_loudness_input_lufs(const koe_loudness *ld) {
     return ld->input_lufs ? ld->input_lufs : ld->estimate ? ld->estimate : ASSUMED_INPUT_LUFS;
 }
 
-static void update_target(koe_loudness *ld) {
+static double clamp_gain(double g) {
+    return g > MAX_GAIN_DB ? MAX_GAIN_DB : g < -MAX_GAIN_DB ? -MAX_GAIN_DB : g;
+}
+
+/* Gains one piece and runs it through the limiter (both smoothing and limiter as process() does),
+ * starting from the current state; writes the limited samples to out (k + delay of them). */
+static size_t shape_piece(koe_loudness *ld, const float *in, size_t k, float *gained, float *out) {
+    size_t w = 0;
+    for (size_t i = 0; i < k; i++) {
+        double step = ld->gain_target_db - ld->gain_db;
+        ld->gain_db += step * (step > 0 ? ld->gain_up : ld->gain_down);
+        float v = in[i]; /* read before out[w] may overwrite it (in place) */
+        if (!isfinite(v)) v = 0;
+        v *= (float)pow(10, ld->gain_db / 20);
+        gained[i] = v;
+        if (limiter_push(ld, v, &out[w])) w++;
+    }
+    return w;
+}
+
+/* Loudness (dB) the limiter would take from this piece at gain g, found on a copy of the state:
+ * before any output has been measured, this is the only way to know it. 0 if out of memory. */
+static double trial_loss(const koe_loudness *ld, const float *in, size_t k, double g, int jump) {
+    koe_loudness *t = malloc(sizeof *t);
+    float *gained = malloc(k * sizeof *gained), *out = malloc((k + ld->delay) * sizeof *out);
+    float *x = malloc(2 * ld->xlen * sizeof *x);
+    double *r_val = malloc(ld->dq_cap * sizeof *r_val),
+           *e_ring = malloc(((size_t)ld->look + 1) * sizeof *e_ring);
+    int64_t *r_idx = malloc(ld->dq_cap * sizeof *r_idx);
+    double loss = 0;
+    if (t && gained && out && x && r_val && e_ring && r_idx) {
+        *t = *ld;
+        t->x = memcpy(x, ld->x, 2 * ld->xlen * sizeof *x);
+        t->r_val = memcpy(r_val, ld->r_val, ld->dq_cap * sizeof *r_val);
+        t->r_idx = memcpy(r_idx, ld->r_idx, ld->dq_cap * sizeof *r_idx);
+        t->e_ring = memcpy(e_ring, ld->e_ring, ((size_t)ld->look + 1) * sizeof *e_ring);
+        t->gain_target_db = g;
+        if (jump) t->gain_db = g;
+        size_t w = shape_piece(t, in, k, gained, out);
+        while (w < k) { /* the samples still in the look-ahead */
+            float v;
+            if (limiter_push(t, 0.0f, &v)) out[w++] = v;
+        }
+        meter_init(&t->pre, ld->rate);
+        meter_init(&t->out, ld->rate);
+        t->pre.total = t->out.total = 0;
+        measure(&t->pre, gained, k);
+        measure(&t->out, out, w);
+        if (t->pre.total > 0 && t->out.total > 0) loss = 10 * log10(t->pre.total / t->out.total);
+    }
+    free(t);
+    free(gained);
+    free(out);
+    free(x);
+    free(r_val);
+    free(e_ring);
+    free(r_idx);
+    return loss;
+}
+
+/* Sets the gain for the next piece (in, k): target minus the input estimate, plus a make-up for
+ * what the limiter takes away (bounded: a limiter working harder than that is squashing). */
+static void update_target(koe_loudness *ld, const float *in, size_t k) {
     double est = ld->input_lufs ? ld->input_lufs : current_estimate(&ld->in);
     if (!est) return;
     ld->estimate = est;
-    double g = ld->target_lufs - est;
-    /* Make up the loudness the limiter removed: what the output would be at the applied gain,
-     * minus what it measures (bounded: a limiter working harder than that is squashing). */
-    if (ld->pre.recent_pow > 0 && ld->out.recent_pow > 0 && ld->out.subs_done >= 4) {
-        double loss = 10 * log10(ld->pre.recent_pow / ld->out.recent_pow);
-        g += loss < 0 ? 0 : loss > 3 ? 3 : loss;
+    double g = clamp_gain(ld->target_lufs - est), makeup = 0;
+    int jump = !ld->gain_set; /* nothing audible was shaped by an estimate yet: start right */
+    if (ld->pre.recent_sum > 0 && ld->out.recent_sum > 0 && ld->out.subs_done >= 4) {
+        makeup = 10 * log10(ld->pre.recent_sum / ld->out.recent_sum);
+    } else if (k >= (size_t)ld->rate / 10) {
+        /* Only for pieces long enough to say something (a segment, not a 20 ms buffer); twice,
+         * since the make-up itself makes the limiter work harder. */
+        makeup = trial_loss(ld, in, k, g, jump);
+        makeup = trial_loss(
+            ld, in, k, clamp_gain(g + (makeup > MAX_MAKEUP_DB ? MAX_MAKEUP_DB : makeup)), jump);
     }
-    if (g > MAX_GAIN_DB) g = MAX_GAIN_DB;
-    if (g < -MAX_GAIN_DB) g = -MAX_GAIN_DB;
-    ld->gain_target_db = g;
-    if (!ld->gain_set) { /* nothing audible was shaped by an estimate yet: start right */
-        ld->gain_db = g;
+    makeup = makeup < 0 ? 0 : makeup > MAX_MAKEUP_DB ? MAX_MAKEUP_DB : makeup;
+    ld->gain_target_db = clamp_gain(g + makeup);
+    if (jump) {
+        ld->gain_db = ld->gain_target_db;
         ld->gain_set = 1;
     }
 }
@@ -381,19 +453,15 @@ int koe_loudness_process(koe_loudness *ld, const float *in, size_t n, float *out
     for (size_t done = 0; done < n;) {
         size_t k = n - done < piece ? n - done : piece;
         measure(&ld->in, in + done, k);
-        update_target(ld);
+        update_target(ld, in + done, k);
         size_t w0 = w;
-        for (size_t i = 0; i < k; i++) {
-            double step = ld->gain_target_db - ld->gain_db;
-            ld->gain_db += step * (step > 0 ? ld->gain_up : ld->gain_down);
-            float v = in[done + i]; /* read before out[w] may overwrite it (in place) */
-            if (!isfinite(v)) v = 0;
-            v *= (float)pow(10, ld->gain_db / 20);
-            ld->scratch[i] = v;
-            if (limiter_push(ld, v, &out[w])) w++;
+        w += shape_piece(ld, in + done, k, ld->scratch, out + w);
+        /* The limiter's loss is only of interest at an estimated gain; what it did to audio
+         * shaped by the assumed gain would skew the make-up for seconds. */
+        if (ld->gain_set) {
+            measure(&ld->pre, ld->scratch, k);
+            measure(&ld->out, out + w0, w - w0);
         }
-        measure(&ld->pre, ld->scratch, k);
-        measure(&ld->out, out + w0, w - w0);
         done += k;
     }
     ld->n_in += (int64_t)n;
