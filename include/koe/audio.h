@@ -169,4 +169,29 @@ void koe_loudness_free(koe_loudness *ld);
 int koe_loudness_measure(const float *pcm, size_t n, int sample_rate, double *lufs,
                          double *true_peak_dbtp, koe_error *err);
 
+/* ------------------------------------------------------------------------------------------------
+ * Output chain: resampling (when the input rate differs), loudness normalization (optional) and
+ * an encoder behind one write/finish pair, e.g. espeak-ng's 22050 Hz speech delivered as 24 kHz
+ * mp3 at -16 LUFS. Same streaming and callback rules as koe_encoder (nothing is written before
+ * the first samples; a stopping callback gives KOE_ERR_CANCELLED from then on). */
+
+typedef struct koe_audio_out_opts {
+    koe_encoder_opts encoder; /* total_samples, if set, counts output-rate samples */
+    int normalize;            /* non-zero: koe_loudness with the options below */
+    koe_loudness_opts loudness;
+} koe_audio_out_opts;
+
+typedef struct koe_audio_out koe_audio_out;
+
+/* in_rate: the rate of the samples given to write(); out_rate: the encoded rate. */
+koe_audio_out *koe_audio_out_new(koe_format fmt, int in_rate, int out_rate,
+                                 const koe_audio_out_opts *opts, koe_write_fn write, void *user,
+                                 koe_error *err);
+int koe_audio_out_write(koe_audio_out *out, const float *pcm, size_t n, koe_error *err);
+/* Flushes the resampler and the limiter's look-ahead, then finishes the encoder. */
+int koe_audio_out_finish(koe_audio_out *out, koe_error *err);
+void koe_audio_out_free(koe_audio_out *out);
+/* The encoder inside (for its counters); owned by the chain. */
+koe_encoder *koe_audio_out_encoder(koe_audio_out *out);
+
 #endif
