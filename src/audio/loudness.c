@@ -85,10 +85,11 @@ struct koe_loudness {
     int64_t n_in, n_out;
 };
 
-/* ---- K-weighting (BS.1770 filter parameters, designed for any rate) ----------------------------
- */
+/* ---- K-weighting (BS.1770 filter parameters, designed for any rate) ------------------------- */
 
+/* A fresh meter (every sum zero) with the K-weighting filters for this rate. */
 static void meter_init(meter *m, int rate) {
+    memset(m, 0, sizeof *m);
     double fs = rate;
     m->sub_len = rate / 10;
     double f0 = 1681.974450955533, gain_db = 3.999843853973347, q = 0.7071752369554196;
@@ -183,8 +184,7 @@ static double current_estimate(const meter *m) {
     return count ? power_to_lufs(sum / (double)count) : 0;
 }
 
-/* ---- limiter
- * ------------------------------------------------------------------------------------- */
+/* ---- limiter --------------------------------------------------------------------------- */
 
 static void design_interp(koe_loudness *ld) {
     const double beta = 7.0;
@@ -265,8 +265,7 @@ static int limiter_push(koe_loudness *ld, float v, float *out) {
     return 1;
 }
 
-/* ---- public ------------------------------------------------------------------------------------
- */
+/* ---- public ---------------------------------------------------------------------------- */
 
 koe_loudness *koe_loudness_new(int sample_rate, const koe_loudness_opts *opts, koe_error *err) {
     koe_loudness_opts o = opts ? *opts : (koe_loudness_opts){0};
@@ -401,7 +400,6 @@ static double trial_loss(const koe_loudness *ld, const float *in, size_t k, doub
         }
         meter_init(&t->pre, ld->rate);
         meter_init(&t->out, ld->rate);
-        t->pre.total = t->out.total = 0;
         measure(&t->pre, gained, k);
         measure(&t->out, out, w);
         if (t->pre.total > 0 && t->out.total > 0) loss = 10 * log10(t->pre.total / t->out.total);
