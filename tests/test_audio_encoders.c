@@ -339,6 +339,43 @@ static void test_invalid(void) {
     koe_buf_free(&s.bytes);
 }
 
+/* Garbage in (NaN, infinities, huge values, denormals) is clipped, never an error or a crash,
+ * and the result still decodes. */
+static void test_extreme_values(void) {
+    const size_t n = 5000;
+    float *x = malloc(n * sizeof *x);
+    unsigned r = 1;
+    for (size_t i = 0; i < n; i++) {
+        r = r * 1664525u + 1013904223u;
+        static const float specials[] = {NAN,    INFINITY, -INFINITY, 1e30f,
+                                         -1e30f, 1e-40f,   1.0f,      -1.0f};
+        x[i] = (r >> 28) < 8 ? specials[(r >> 28)] : (float)((int)(r >> 8) % 4001 - 2000) / 1000;
+    }
+    for (int f = 0; f < KOE_FORMAT_COUNT; f++) {
+        const char *name = koe_format_name((koe_format)f);
+        sink s = {0};
+        koe_error err = {0};
+        koe_encoder *enc = koe_encoder_new((koe_format)f, RATE, NULL, sink_write, &s, &err);
+        KT_CHECK(enc && koe_encoder_write(enc, x, n, &err) == 0 &&
+                     koe_encoder_finish(enc, &err) == 0,
+                 "%s: extreme values encode (%s)", name, err.msg);
+        koe_encoder_free(enc);
+        if (have_ffmpeg && f != KOE_FORMAT_PCM) {
+            char path[512];
+            snprintf(path, sizeof path, "%s/extreme.%s", tmpdir, koe_format_ext((koe_format)f));
+            save(path, &s.bytes);
+            size_t got = 0;
+            float *y = ffmpeg_decode("", path, &got, f != KOE_FORMAT_WAV);
+            int finite = y != NULL;
+            for (size_t i = 0; y && i < got; i++) finite &= isfinite(y[i]) != 0;
+            KT_CHECK(finite && got >= n, "%s: decodes to %zu finite samples", name, got);
+            free(y);
+        }
+        koe_buf_free(&s.bytes);
+    }
+    free(x);
+}
+
 static void test_names(void) {
     koe_format f;
     koe_error err = {0};
@@ -463,6 +500,7 @@ int main(void) {
     kt_run("invalid", test_invalid);
     kt_run("formats_decode", test_formats_decode);
     kt_run("empty_stream", test_empty_stream);
+    kt_run("extreme_values", test_extreme_values);
     kt_run("write_callback_stops", test_write_callback_stops);
     kt_run("wav_headers", test_wav_headers);
     char cmd[512];
