@@ -105,6 +105,10 @@ void koe_text_result_free(koe_text_result *r);
  * Returns a static string. */
 const char *koe_text_lang_for_voice(const char *voice_name, koe_error *err);
 
+/* Starts espeak-ng and loads lang's dictionary now (a few ms, more when its data is not in the
+ * page cache), so that the first request does not pay for it. Servers call it at start-up. */
+int koe_text_warmup(const char *lang, koe_error *err);
+
 /* 0 when lang is one the front end speaks; else KOE_ERR_UNSUPPORTED with a message. */
 int koe_text_lang_check(const char *lang, koe_error *err);
 

@@ -1369,6 +1369,100 @@ static int normalize_en(const char *s, size_t n, koe_buf *out, int gb, size_t *d
     return w.fail ? KOE_ERR_NOMEM : 0;
 }
 
+/* ------------------------------------------------------------------ other languages */
+
+/* Symbols read as words in es, fr, it, pt-br, hi (espeak-ng reads the numbers itself). */
+typedef struct lang_symbols {
+    const char *lang;
+    const char *percent, *amp, *at, *plus, *equals;
+} lang_symbols;
+
+static const lang_symbols other_symbols[] = {
+    {"es", "por ciento", "y", "arroba", "más", "igual a"},
+    {"fr", "pour cent", "et", "arobase", "plus", "égal"},
+    {"it", "per cento", "e", "chiocciola", "più", "uguale"},
+    {"pt-br", "por cento", "e", "arroba", "mais", "igual a"},
+    {"hi", "प्रतिशत", "और", "ऐट", "प्लस", "बराबर"},
+};
+
+/* Letters of the language's own scripts: Latin for all, Devanagari for Hindi too. */
+static int own_script(const char *lang, uint32_t cp) {
+    if (cp < 0x250 || (cp >= 0x1E00 && cp <= 0x1EFF)) return 1;
+    if (cp >= 0x300 && cp <= 0x36F) return 1; /* combining accents */
+    return !strcmp(lang, "hi") && cp >= 0x900 && cp <= 0x97F;
+}
+
+/* es, fr, it, pt-br, hi: the common symbols become words; other ASCII symbols and the letters of
+ * other scripts (which these voices cannot say, and on which espeak-ng 1.51 reads freed memory
+ * when it switches language for them) are dropped and counted. */
+static int normalize_other(const char *s, size_t n, const char *lang, koe_buf *out,
+                           size_t *dropped) {
+    const lang_symbols *ls = &other_symbols[0];
+    for (size_t i = 0; i < sizeof other_symbols / sizeof other_symbols[0]; i++)
+        if (!strcmp(lang, other_symbols[i].lang)) ls = &other_symbols[i];
+    writer w = {out, 0, 0, 0};
+    for (size_t i = 0; i < n && !w.fail;) {
+        uint32_t cp;
+        int l = koe_utf8_decode(s + i, &cp);
+        if (l <= 0) l = 1, cp = 0xFFFD;
+        const char *spoken = NULL;
+        switch (cp) {
+        case '%':
+            spoken = ls->percent;
+            break;
+        case '&':
+            spoken = ls->amp;
+            break;
+        case '@':
+            spoken = ls->at;
+            break;
+        case '+':
+            spoken = ls->plus;
+            break;
+        case '=':
+            spoken = ls->equals;
+            break;
+        case '[':
+        case '{':
+            spoken = "(";
+            break;
+        case ']':
+        case '}':
+            spoken = ")";
+            break;
+        default:
+            break;
+        }
+        if (spoken && spoken[0] == '(') {
+            w_raw(&w, spoken, 1);
+            i += (size_t)l;
+            continue;
+        }
+        if (spoken && spoken[0] == ')') {
+            w_raw(&w, spoken, 1);
+            i += (size_t)l;
+            continue;
+        }
+        if (spoken) {
+            if (out->len && out->data[out->len - 1] != ' ') w_raw(&w, " ", 1);
+            w_raw(&w, spoken, strlen(spoken));
+            if (i + (size_t)l < n && s[i + l] != ' ') w_raw(&w, " ", 1);
+        } else if ((cp < 0x80 && strchr("$#*/<>^_|\\~`", (int)cp) && cp) ||
+                   (cp >= 0x80 && !own_script(lang, cp) && !(cp >= 0x2000 && cp <= 0x206F) &&
+                    !(cp >= 0x20A0 && cp <= 0x20CF) && cp != 0xA1 && cp != 0xBF)) {
+            (*dropped)++; /* ¡ ¿, general punctuation and currency signs pass */
+            if (out->len && out->data[out->len - 1] != ' ' && i + (size_t)l < n && s[i + l] != ' ')
+                w_raw(&w, " ", 1);
+        } else {
+            w_raw(&w, s + i, (size_t)l);
+        }
+        i += (size_t)l;
+    }
+    /* no space at either end */
+    while (out->len && out->data[out->len - 1] == ' ') out->len--;
+    return w.fail ? KOE_ERR_NOMEM : 0;
+}
+
 int koe_text_normalize(const char *in, size_t len, const char *lang, koe_buf *out, size_t *dropped,
                        koe_error *err) {
     size_t drop_local = 0;
@@ -1386,8 +1480,8 @@ int koe_text_normalize(const char *in, size_t len, const char *lang, koe_buf *ou
         if (!strncmp(lang, "en-", 3))
             rc = normalize_en(folded.data ? folded.data : "", folded.len, out,
                               !strcmp(lang, "en-gb"), dropped);
-        else if (folded.len && koe_buf_append(out, folded.data, folded.len))
-            rc = KOE_ERR_NOMEM;
+        else
+            rc = normalize_other(folded.data ? folded.data : "", folded.len, lang, out, dropped);
     }
     koe_buf_free(&folded);
     if (!rc && koe_buf_terminate(out)) rc = KOE_ERR_NOMEM;

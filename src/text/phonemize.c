@@ -124,15 +124,108 @@ static int may_join_words(uint32_t cp) {
     return cp == '.' || cp == ',' || cp == ':' || cp == ';';
 }
 
+/* Latin letters: ASCII, Latin-1 and Latin Extended-A/B (U+00C0..U+024F, bar × and ÷). */
+static int latin_cp(uint32_t cp) {
+    return (cp < 0x80 && ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z')) ||
+           (cp >= 0xC0 && cp <= 0x24F && cp != 0xD7 && cp != 0xF7);
+}
+
+/* A coarse script class for letters (0: digits, marks, punctuation: no script). */
+static int script_of(uint32_t cp) {
+    static const struct {
+        uint32_t lo, hi;
+        int script;
+    } blocks[] = {
+        {'A', 'Z', 1},        {'a', 'z', 1},        {0xC0, 0x24F, 1},     {0x1E00, 0x1EFF, 1},
+        {0x370, 0x3FF, 2},    {0x1F00, 0x1FFF, 2},  {0x400, 0x52F, 3},    {0x530, 0x58F, 4},
+        {0x590, 0x5FF, 5},    {0x600, 0x6FF, 6},    {0x750, 0x77F, 6},    {0x900, 0x97F, 7},
+        {0x980, 0xDFF, 8},    {0xE00, 0xE7F, 9},    {0x10A0, 0x10FF, 10}, {0x1100, 0x11FF, 11},
+        {0x3130, 0x318F, 11}, {0xAC00, 0xD7AF, 11}, {0x3040, 0x30FF, 12}, {0x3400, 0x4DBF, 13},
+        {0x4E00, 0x9FFF, 13},
+    };
+    if (cp == 0xD7 || cp == 0xF7) return 0;
+    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
+        if (cp >= blocks[i].lo && cp <= blocks[i].hi) return blocks[i].script;
+    return 0;
+}
+
+/* The accented letters each language's espeak-ng dictionary reads as its own (facts of the
+ * alphabets; English reads the usual loanword accents: café, naïve, façade). */
+static int native_letter(const char *lang, uint32_t cp) {
+    static const struct {
+        const char *lang;
+        const char *letters;
+    } alphabets[] = {
+        {"en-us", "àâäçéèêëîïôöûüùñáíóúÀÂÄÇÉÈÊËÎÏÔÖÛÜÙÑÁÍÓÚ"},
+        {"en-gb", "àâäçéèêëîïôöûüùñáíóúÀÂÄÇÉÈÊËÎÏÔÖÛÜÙÑÁÍÓÚ"},
+        {"es", "áéíóúüñÁÉÍÓÚÜÑ"},
+        {"fr", "àâæçéèêëîïôœùûüÿÀÂÆÇÉÈÊËÎÏÔŒÙÛÜŸ"},
+        {"it", "àèéìíîòóùúÀÈÉÌÍÎÒÓÙÚ"},
+        {"pt-br", "áâãàçéêíóôõúüÁÂÃÀÇÉÊÍÓÔÕÚÜ"},
+        {"hi", ""},
+    };
+    for (size_t i = 0; i < sizeof alphabets / sizeof alphabets[0]; i++) {
+        if (strcmp(lang, alphabets[i].lang)) continue;
+        for (const char *p = alphabets[i].letters; *p;) {
+            uint32_t c;
+            p += koe_utf8_decode(p, &c);
+            if (c == cp) return 1;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+static int latin_letter_at(const char *s, size_t len, size_t i) {
+    uint32_t cp;
+    return i < len && koe_utf8_decode(s + i, &cp) > 0 && latin_cp(cp);
+}
+
+static int latin_letter_before(const char *s, size_t i) {
+    size_t j = i - 1;
+    while (j > 0 && ((unsigned char)s[j] & 0xC0) == 0x80) j--;
+    uint32_t cp;
+    return koe_utf8_decode(s + j, &cp) > 0 && latin_cp(cp);
+}
+
 /* Phonemizes text[s, e) (no kept punctuation inside, trimmed) and appends it mapped. */
 static int phonemize_stretch(const char *text, size_t s, size_t e, const char *lang,
                              koe_buf *scratch, koe_buf *ipa, koe_buf *out, koe_error *err) {
+    /* espeak-ng's input, made safe: NUL bytes (they would end the input) become spaces; so do
+     * apostrophes except between Latin letters (don't, l'homme: the only place they mean
+     * something), and a space goes between letters of different scripts. The last two work
+     * around espeak-ng 1.51 reading freed memory when it switches language inside a word
+     * ("Ω'Ω" or "ạβо" in fr, es, it; found by test_text under ASan). */
     scratch->len = 0;
-    if (koe_buf_append(scratch, text + s, e - s) || koe_buf_terminate(scratch))
-        return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
-    /* NUL bytes would cut espeak's input short. */
-    for (size_t i = 0; i < scratch->len; i++)
-        if (!scratch->data[i]) scratch->data[i] = ' ';
+    int last_script = 0, space_next = 0;
+    for (size_t i = s; i < e;) {
+        uint32_t cp;
+        int n = koe_utf8_decode(text + i, &cp);
+        if (n <= 0) n = 1, cp = ' ';
+        int sc = script_of(cp);
+        const char *src = text + i;
+        size_t sl = (size_t)n;
+        if (cp == 0 || (cp == '\'' && !(i > s && latin_letter_before(text + s, i - s) &&
+                                        latin_letter_at(text, e, i + 1)))) {
+            src = " ", sl = 1;
+        } else if ((sc && last_script && sc != last_script) || space_next ||
+                   (sc == 1 && cp >= 0x80 && !native_letter(lang, cp))) {
+            /* A Latin letter foreign to the language stands alone: espeak-ng switches language
+             * for it, and two such switches inside one word read freed memory ("ạß", "ðß"). */
+            if (scratch->len && scratch->data[scratch->len - 1] != ' ' &&
+                koe_buf_append(scratch, " ", 1))
+                return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+        }
+        space_next = sc == 1 && cp >= 0x80 && !native_letter(lang, cp);
+        if (cp == ' ' || cp == '\'' || cp == 0)
+            last_script = 0;
+        else if (sc)
+            last_script = sc;
+        if (koe_buf_append(scratch, src, sl))
+            return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+        i += (size_t)n;
+    }
+    if (koe_buf_terminate(scratch)) return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
     ipa->len = 0;
     int rc = koe_espeak_ipa_locked(scratch->data, ipa, err);
     if (rc) return rc;

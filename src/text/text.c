@@ -55,6 +55,13 @@ const char *koe_text_lang_for_voice(const char *voice_name, koe_error *err) {
     }
 }
 
+int koe_text_warmup(const char *lang, koe_error *err) {
+    koe_tokens t;
+    int rc = koe_text_tokens("Ready.", 6, lang, &t, err);
+    koe_tokens_free(&t);
+    return rc;
+}
+
 void koe_tokens_free(koe_tokens *t) {
     if (!t) return;
     for (size_t i = 0; i < t->nchunks; i++) {
