@@ -273,6 +273,15 @@ static const norm_case cases[] = {
     {"fr", "Il a 3 pommes.", "Il a 3 pommes.", 0},
     {"fr", "« Bonjour »", "\" Bonjour \"", 0},
     {"es", "¿Qué tal? 😀", "¿Qué tal?", 1},
+    {"fr", "Il a 50 % de réduction & un code", "Il a 50 pour cent de réduction et un code", 0},
+    {"es", "5+3=8", "5 más 3 igual a 8", 0},
+    {"it", "50% di sconto", "50 per cento di sconto", 0},
+    {"pt-br", "a@b", "a arroba b", 0},
+    {"hi", "50% छूट", "50 प्रतिशत छूट", 0},
+    {"fr", "[note] α β", "(note)", 2},
+    {"es", "precio: 20 € (aprox.)", "precio: 20 € (aprox.)", 0},
+    {"fr", "a*b/c#d", "a b c d", 3},
+    {"it", "Ж слово", "", 6},
 };
 
 static void test_table(void) {
