@@ -282,6 +282,9 @@ static const norm_case cases[] = {
     {"es", "precio: 20 € (aprox.)", "precio: 20 € (aprox.)", 0},
     {"fr", "a*b/c#d", "a b c d", 3},
     {"it", "Ж слово", "", 6},
+    {"en-us", "late November, 1887, when", "late November, eighteen eighty seven, when", 0},
+    {"en-us", "I met Dr.", "I met Doctor.", 0},
+    {"en-us", "in May 1990 items", "in May nineteen ninety items", 0},
 };
 
 static void test_table(void) {

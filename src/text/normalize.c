@@ -952,8 +952,10 @@ static int read_number_with_context(ctx *c, span s, const num *v) {
         unsigned y = small_int(v->ip, 4);
         int cue = c->year_next ||
                   (pv && !pv->trail.n &&
-                   (in_words(year_cues, sizeof year_cues / sizeof year_cues[0], pv->core) ||
-                    month_index(pv->core.s, pv->core.n) >= 0)) ||
+                   in_words(year_cues, sizeof year_cues / sizeof year_cues[0], pv->core)) ||
+                  /* "November 1887", "November, 1887" */
+                  (pv && (!pv->trail.n || (pv->trail.n == 1 && pv->trail.s[0] == ',')) &&
+                   pv->core.n >= 3 && month_index(pv->core.s, pv->core.n) >= 0) ||
                   (nx && in_words(era_words, sizeof era_words / sizeof era_words[0], nx->core));
         if (cue && y >= 1000) {
             say_year(c->w, y);
@@ -1217,7 +1219,7 @@ static int try_abbrev(ctx *c, span core, span *trail) {
         if (!strcmp(a->from, "Dr.") && prev_cap && !next_cap) to = "Drive";
         w_str(c->w, to);
         /* The abbreviation's own period goes, unless it also ends the text. */
-        if (needs_dot && (c->i + 1 < c->nwords || !a->final_ok)) trail->s++, trail->n--;
+        if (needs_dot && c->i + 1 < c->nwords) trail->s++, trail->n--;
         return 1;
     }
     /* "No. 5" -> number five */
