@@ -2,7 +2,8 @@
  * time, output bitrate) and its first-byte latency (input samples fed, one at a time, before the
  * first encoded-audio byte leaves); the resampler (22050 -> 24000) and loudness normalization on
  * the same signal. pcm is the in-run baseline: the cost of the shared front (clipping, s16, the
- * callback) without a codec. Median of N runs (default 5).
+ * callback) without a codec. Also the audio stage of time to first audio: a 2 s first segment
+ * through a fresh koe_audio_out (loudness on) until its first byte. Median of N runs (default 5).
  *
  * usage: bench_audio [runs [seconds]] */
 #include <math.h>
@@ -71,6 +72,34 @@ static long first_byte_latency(koe_format fmt, const float *x, size_t n) {
     return latency;
 }
 
+typedef struct first_byte {
+    uint64_t t0, first; /* start, and the time of the first callback (0 = none yet) */
+} first_byte;
+
+static int note_first(void *user, const void *data, size_t n) {
+    (void)data;
+    first_byte *fb = user;
+    if (!fb->first && n) fb->first = koe_now_ns();
+    return 0;
+}
+
+/* The audio stage of time to first audio: a 2 s first segment handed to a fresh output chain
+ * (loudness normalization on, 24 kHz) until its first byte reaches the callback. */
+static double first_segment_ms(koe_format fmt, const float *x, int runs, double *t) {
+    for (int r = 0; r < runs; r++) {
+        first_byte fb = {0};
+        koe_audio_out_opts opts = {.normalize = 1};
+        fb.t0 = koe_now_ns();
+        koe_audio_out *out = koe_audio_out_new(fmt, RATE, RATE, &opts, note_first, &fb, NULL);
+        if (!out) return -1;
+        koe_audio_out_write(out, x, 2 * RATE, NULL);
+        if (!fb.first) koe_audio_out_finish(out, NULL);
+        t[r] = (double)(fb.first - fb.t0) * 1e-6;
+        koe_audio_out_free(out);
+    }
+    return median(t, runs);
+}
+
 int main(int argc, char **argv) {
     int runs = argc > 1 ? atoi(argv[1]) : 5;
     double seconds = argc > 2 ? atof(argv[2]) : 60;
@@ -83,7 +112,8 @@ int main(int argc, char **argv) {
     float *x = speech_like(n);
     printf("bench_audio: %.0f s of 24 kHz speech-like audio, writes of %d samples, median of %d\n",
            seconds, CHUNK, runs);
-    printf("%-6s %12s %10s %12s %14s\n", "format", "x realtime", "ms total", "kbit/s", "latency");
+    printf("%-6s %12s %10s %12s %14s %18s\n", "format", "x realtime", "ms total", "kbit/s",
+           "latency", "2 s seg. -> byte");
     double *t = malloc((size_t)runs * sizeof *t);
     for (int f = 0; f < KOE_FORMAT_COUNT; f++) {
         uint64_t bytes = 0;
@@ -105,9 +135,10 @@ int main(int argc, char **argv) {
         }
         double med = median(t, runs);
         long lat = first_byte_latency((koe_format)f, x, (size_t)RATE);
-        printf("%-6s %12.0f %10.1f %12.1f %8ld (%.1f ms)\n", koe_format_name((koe_format)f),
-               seconds / med, med * 1e3, (double)bytes * 8 / seconds / 1000, lat,
-               lat * 1000.0 / RATE);
+        double seg = n >= 2 * RATE ? first_segment_ms((koe_format)f, x, runs, t) : -1;
+        printf("%-6s %12.0f %10.1f %12.1f %8ld (%.1f ms) %12.2f ms\n",
+               koe_format_name((koe_format)f), seconds / med, med * 1e3,
+               (double)bytes * 8 / seconds / 1000, lat, lat * 1000.0 / RATE, seg);
     }
 
     /* Resampler 22050 -> 24000 on the same samples taken as 22050 Hz input. */
