@@ -4,6 +4,7 @@
  * text's own spacing. Stress marks (ˈ ˌ) pass through. */
 #include "text/text_internal.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,8 +206,14 @@ static int phonemize_stretch(const char *text, size_t s, size_t e, const char *l
         int sc = script_of(cp);
         const char *src = text + i;
         size_t sl = (size_t)n;
+        int joiner = cp == '.' || cp == ',' || cp == ':' || cp == ';';
         if (cp == 0 || (cp == '\'' && !(i > s && latin_letter_before(text + s, i - s) &&
                                         latin_letter_at(text, e, i + 1)))) {
+            src = " ", sl = 1;
+        } else if (joiner && !(i > s && isalnum((unsigned char)text[i - 1]) && i + 1 < e &&
+                               isalnum((unsigned char)text[i + 1]))) {
+            /* A mark inside a word matters between ASCII letters or digits (3.5, 3,5, a.b);
+             * elsewhere ("ạ.ß") it is a space (espeak-ng 1.51 again reads freed memory). */
             src = " ", sl = 1;
         } else if ((sc && last_script && sc != last_script) || space_next ||
                    (sc == 1 && cp >= 0x80 && !native_letter(lang, cp))) {
