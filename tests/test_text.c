@@ -595,6 +595,34 @@ static void test_process(void) {
     KT_CHECK(koe_text_process("x", 1, &o, &r, &err) == KOE_ERR_UNSUPPORTED, "zh refused");
 }
 
+/* Short random mixtures of scripts, symbols and marks in random languages, through the whole
+ * front end: regression guard for the espeak-ng 1.51 memory bugs worked around in
+ * phonemize.c and normalize.c (they show under ASan: "Ω'Ω", "ạβо", "ạ.ß", "/a-%@" in hi). */
+static void test_espeak_fuzz(void) {
+    static const uint32_t alphabet[] = {
+        'a',   'b',   'e',   'k',    'o',    'T',     'Z',    '0',    '7',    ' ',
+        ' ',   ' ',   '\'',  '\'',   '-',    '.',     ',',    '!',    '?',    ';',
+        ':',   '"',   '(',   ')',    '$',    '%',     '&',    '@',    '/',    0xE9,
+        0xDF,  0xF0,  0x3A9, 0x3B1,  0x3B2,  0x416,   0x43E,  0x4E2D, 0x3042, 0x30A2,
+        0x5D0, 0x627, 0x928, 0x93F,  0x94D,  0x1F600, 0x2019, 0x2014, 0x2026, 0x301,
+        0x10D, 0x131, 0xE0,  0x1EA1, 0x263A, 0xAC00,  0xE01,  0x10D0, 0x531};
+    static const char *const langs[] = {"en-us", "en-gb", "es", "fr", "it", "pt-br", "hi"};
+    for (int iter = 0; iter < 1500; iter++) {
+        koe_buf b = {0};
+        size_t n = rnd(100);
+        for (size_t i = 0; i < n; i++)
+            append_cp(&b, alphabet[rnd(sizeof alphabet / sizeof alphabet[0])]);
+        koe_text_opts o = koe_text_opts_default();
+        o.lang = langs[rnd(7)];
+        koe_text_result *r = NULL;
+        koe_error err = {0};
+        int rc = koe_text_process(b.data ? b.data : "", b.len, &o, &r, &err);
+        KT_CHECK(rc == 0, "[%s] '%.*s': %s", o.lang, (int)b.len, b.data ? b.data : "", err.msg);
+        koe_text_result_free(r);
+        koe_buf_free(&b);
+    }
+}
+
 /* ------------------------------------------------------------------ espeak-ng speech */
 
 typedef struct pcm_stats {
@@ -705,6 +733,7 @@ int main(void) {
     kt_run("coverage_check_rejects", test_coverage_check_rejects);
     kt_run("first_segment", test_first_segment);
     kt_run("process", test_process);
+    kt_run("espeak_fuzz", test_espeak_fuzz);
     kt_run("espeak_speak", test_espeak_speak);
     kt_run("threads", test_threads);
     return kt_finish();
