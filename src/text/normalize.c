@@ -290,15 +290,15 @@ static size_t parse_num(const char *s, size_t n, num *v) {
     memset(v, 0, sizeof *v);
     size_t i = 0;
     if (i < n && s[i] == '-') v->neg = 1, i++;
-    size_t start = i, run = 0;
+    size_t run = 0;
     while (i < n) {
         if (isdigit((unsigned char)s[i])) {
             if (v->ipn + 1 >= sizeof v->ip) return 0;
             v->ip[v->ipn++] = s[i++];
             run++;
-        } else if (s[i] == ',' && run >= 1 && (run <= 3 || v->grouped) && i + 3 < n + 0 &&
-                   i + 3 <= n - 0 && isdigit((unsigned char)s[i + 1]) &&
-                   isdigit((unsigned char)s[i + 2]) && isdigit((unsigned char)s[i + 3]) &&
+        } else if (s[i] == ',' && run >= 1 && (run <= 3 || v->grouped) && i + 3 < n &&
+                   isdigit((unsigned char)s[i + 1]) && isdigit((unsigned char)s[i + 2]) &&
+                   isdigit((unsigned char)s[i + 3]) &&
                    (i + 4 >= n || !isdigit((unsigned char)s[i + 4]))) {
             if (v->grouped && run != 3) break;
             v->grouped = 1;
@@ -316,7 +316,6 @@ static size_t parse_num(const char *s, size_t n, num *v) {
         while (i < n && isdigit((unsigned char)s[i])) i++, v->fpn++;
     }
     if (!v->ipn && !v->fpn) return 0;
-    (void)start;
     return i;
 }
 
@@ -1188,6 +1187,13 @@ static void say_mixed(ctx *c, span s) {
             } else {
                 break;
             }
+        }
+        if (j == i) { /* digits no number rule took (too long): read one by one */
+            while (j < s.n && isdigit((unsigned char)s.s[j])) j++;
+            if (j == i) j = i + 1; /* never stall */
+            say_digits(c->w, s.s + i, j - i);
+            i = j;
+            continue;
         }
         /* letters directly after digits (3D, 4K) or before (MP3) are separate words */
         w_word(c->w, s.s + i, j - i);
