@@ -16,7 +16,9 @@ typedef int (*koe_espeak_pcm_fn)(void *user, const int16_t *pcm, size_t n);
  * at speed (1.0 = normal, clamped to 0.5..3). Blocks until done. Returns 0, or
  * KOE_ERR_CANCELLED when pcm_fn returned non-zero or *cancel (may be NULL) became non-zero,
  * KOE_ERR_INVALID for bad UTF-8, KOE_ERR_UNSUPPORTED for a language it cannot speak. While one
- * call speaks, other espeak-ng users wait for the lock. */
+ * call speaks, other espeak-ng users (every phonemization) wait for the lock: speak one segment
+ * per call (koe_segment.normalized, so that numbers, dates and symbols read as with Kokoro), not
+ * a whole request. */
 int koe_espeak_speak(const char *text, size_t len, const char *lang, float speed,
                      koe_espeak_pcm_fn pcm_fn, void *user, volatile const int *cancel,
                      koe_error *err);
