@@ -1,0 +1,365 @@
+/* The checkpoint readers: the committed tiny .pth read tensor by tensor against its manifest
+ * (and against the raw reference blob when ../shared/vectors is present), safetensors with
+ * every dtype, crafted hostile pickles, and hundreds of truncated and bit-flipped files that
+ * must give clean errors, never crashes. */
+#include "harness.h"
+#include "koe/weights.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tiny_pth[1024], tiny_manifest[1024], shared_bin[1024], shared_manifest[1024];
+
+static int write_file(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int ok = fwrite(p, 1, n, f) == n;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static char *temp_path(const char *suffix) {
+    static char buf[8][256];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 256, "/tmp/koe-test-weights-%d-%d%s", (int)getpid(), k, suffix);
+    return p;
+}
+
+static void test_tiny_pth_matches_manifest(void) {
+    koe_error err = {0};
+    koe_weights *w = koe_weights_open(tiny_pth, &err);
+    KT_CHECK(w != NULL, "open %s: %s", tiny_pth, err.msg);
+    if (!w) return;
+    size_t mlen;
+    char *mtext = kt_read_file(tiny_manifest, &mlen);
+    KT_CHECK(mtext != NULL, "read %s", tiny_manifest);
+    cJSON *m = mtext ? cJSON_Parse(mtext) : NULL;
+    KT_EXPECT(cJSON_IsArray(m));
+    KT_CHECK((size_t)cJSON_GetArraySize(m) == koe_weights_count(w),
+             "%d tensors in the manifest, %zu read", cJSON_GetArraySize(m), koe_weights_count(w));
+    size_t mismatches = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, m) {
+        const char *name = cJSON_GetObjectItem(e, "name")->valuestring;
+        const char *dt = cJSON_GetObjectItem(e, "dtype")->valuestring;
+        const koe_tensor *t = koe_weights_find(w, name);
+        if (!t) {
+            KT_CHECK(0, "tensor %s missing", name);
+            continue;
+        }
+        cJSON *shape = cJSON_GetObjectItem(e, "shape");
+        int ok =
+            t->ndim == cJSON_GetArraySize(shape) && (t->dtype == KOE_DT_I64) == !strcmp(dt, "i64");
+        for (int d = 0; ok && d < t->ndim; d++)
+            ok = t->shape[d] == (int64_t)cJSON_GetArrayItem(shape, d)->valuedouble;
+        if (!ok) mismatches++;
+    }
+    KT_CHECK(mismatches == 0, "%zu tensors differ in dtype or shape", mismatches);
+    KT_CHECK(koe_weights_first_unused(w, NULL) == NULL, "every tensor was found");
+    cJSON_Delete(m);
+    free(mtext);
+    koe_weights_close(w);
+}
+
+static void test_tiny_pth_equals_blob(void) {
+    if (access(shared_bin, R_OK)) {
+        printf("  (no %s: byte comparison skipped)\n", shared_bin);
+        return;
+    }
+    koe_error err = {0};
+    koe_weights *w = koe_weights_open(tiny_pth, &err);
+    size_t blen, mlen;
+    unsigned char *blob = kt_read_file(shared_bin, &blen);
+    char *mtext = kt_read_file(shared_manifest, &mlen);
+    cJSON *m = mtext ? cJSON_Parse(mtext) : NULL;
+    KT_EXPECT(w && blob && m);
+    size_t compared = 0, differ = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, m) {
+        const char *name = cJSON_GetObjectItem(e, "name")->valuestring;
+        size_t off = (size_t)cJSON_GetObjectItem(e, "offset")->valuedouble;
+        size_t n = (size_t)cJSON_GetObjectItem(e, "nbytes")->valuedouble;
+        const koe_tensor *t = w ? koe_weights_find(w, name) : NULL;
+        if (!t || off + n > blen || t->nbytes != n || memcmp(t->data, blob + off, n)) differ++;
+        compared++;
+    }
+    KT_CHECK(compared > 600 && differ == 0, "%zu of %zu tensors differ from the blob", differ,
+             compared);
+    cJSON_Delete(m);
+    free(mtext);
+    free(blob);
+    koe_weights_close(w);
+}
+
+static void test_lookup_and_unused(void) {
+    koe_error err = {0};
+    koe_weights *w = koe_weights_open(tiny_pth, &err);
+    KT_CHECK(w != NULL, "%s", err.msg);
+    if (!w) return;
+    int nd = 0;
+    int64_t sh[4];
+    const float *v = koe_weights_lookup(w, "decoder.generator.ups.0.weight_v", &nd, sh);
+    KT_CHECK(v && nd == 3 && sh[2] == 20, "ups.0.weight_v as float [.,.,20]");
+    KT_EXPECT(koe_weights_lookup(w, "bert.embeddings.position_ids", &nd, sh) == NULL);
+    KT_EXPECT(koe_weights_lookup(w, "no.such.tensor", &nd, sh) == NULL);
+    const char *unused = koe_weights_first_unused(w, NULL);
+    KT_CHECK(unused && strcmp(unused, "decoder.generator.ups.0.weight_v"), "an untouched tensor");
+    for (size_t i = 0; i < koe_weights_count(w); i++) {
+        const char *n = koe_weights_at(w, i)->name;
+        if (strncmp(n, "bert.pooler.", 12)) koe_weights_find(w, n);
+    }
+    const char *ignore[] = {"bert.pooler.", NULL};
+    KT_EXPECT(koe_weights_first_unused(w, ignore) == NULL);
+    unused = koe_weights_first_unused(w, NULL);
+    KT_CHECK(unused && !strncmp(unused, "bert.pooler.", 12), "the pooler is reported unused");
+    koe_weights_close(w);
+}
+
+/* A safetensors file with one tensor of each dtype. */
+static void test_safetensors_dtypes(void) {
+    const char *hdr = "{\"__metadata__\":{\"format\":\"pt\"},"
+                      "\"a.f32\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+                      "\"b.f16\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[16,22]},"
+                      "\"c.bf16\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[22,24]},"
+                      "\"d.i64\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[24,32]}}";
+    size_t hl = strlen(hdr), n = 8 + hl + 32;
+    unsigned char *f = calloc(1, n);
+    for (int i = 0; i < 8; i++) f[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(f + 8, hdr, hl);
+    unsigned char *d = f + 8 + hl;
+    float a[4] = {1, -2, 3.5f, 0.25f};
+    memcpy(d, a, 16);
+    uint16_t h[3] = {0x3C00, 0xC000, 0x3555}; /* 1, -2, ~0.333 */
+    memcpy(d + 16, h, 6);
+    uint16_t bf = 0x4049; /* 3.140625 */
+    memcpy(d + 22, &bf, 2);
+    int64_t i64 = 7;
+    memcpy(d + 24, &i64, 8);
+    const char *path = temp_path(".safetensors");
+    KT_EXPECT(write_file(path, f, n) == 0);
+    koe_error err = {0};
+    koe_weights *w = koe_weights_open(path, &err);
+    KT_CHECK(w != NULL, "%s", err.msg);
+    if (w) {
+        int nd;
+        int64_t sh[4];
+        const float *x = koe_weights_lookup(w, "a.f32", &nd, sh);
+        KT_EXPECT(x && nd == 2 && x[2] == 3.5f);
+        x = koe_weights_lookup(w, "b.f16", &nd, sh);
+        KT_EXPECT(x && x[0] == 1.0f && x[1] == -2.0f && x[2] > 0.333f && x[2] < 0.3334f);
+        x = koe_weights_lookup(w, "c.bf16", &nd, sh);
+        KT_EXPECT(x && x[0] == 3.140625f);
+        const koe_tensor *t = koe_weights_find(w, "d.i64");
+        KT_EXPECT(t && t->dtype == KOE_DT_I64 && *(const int64_t *)t->data == 7);
+        koe_weights_close(w);
+    }
+    /* An offset past the end of the data is refused. */
+    char *bad = strdup(hdr);
+    char *pos = strstr(bad, "[24,32]");
+    memcpy(pos, "[24,40]", 7);
+    memcpy(f + 8, bad, hl);
+    KT_EXPECT(write_file(path, f, n) == 0);
+    w = koe_weights_open(path, &err);
+    KT_CHECK(w == NULL && strstr(err.msg, "d.i64"), "bad offsets named: %s", err.msg);
+    unlink(path);
+    free(bad);
+    free(f);
+}
+
+/* A minimal zip of stored entries, for crafted checkpoints. */
+static size_t make_zip(unsigned char *out, const char *const *names,
+                       const unsigned char *const *data, const size_t *sizes, int n) {
+    size_t p = 0, offs[8];
+#define PUT16(v) (out[p++] = (unsigned char)(v), out[p++] = (unsigned char)((v) >> 8))
+#define PUT32(v) (PUT16((v)&0xFFFF), PUT16(((uint32_t)(v)) >> 16))
+    for (int i = 0; i < n; i++) {
+        offs[i] = p;
+        PUT32(0x04034b50u);
+        PUT16(20);
+        PUT16(0);
+        PUT16(0);
+        PUT16(0);
+        PUT16(0);
+        PUT32(0);
+        PUT32(sizes[i]);
+        PUT32(sizes[i]);
+        PUT16(strlen(names[i]));
+        PUT16(0);
+        memcpy(out + p, names[i], strlen(names[i]));
+        p += strlen(names[i]);
+        memcpy(out + p, data[i], sizes[i]);
+        p += sizes[i];
+    }
+    size_t cd = p;
+    for (int i = 0; i < n; i++) {
+        PUT32(0x02014b50u);
+        PUT16(20);
+        PUT16(20);
+        PUT16(0);
+        PUT16(0);
+        PUT16(0);
+        PUT16(0);
+        PUT32(0);
+        PUT32(sizes[i]);
+        PUT32(sizes[i]);
+        PUT16(strlen(names[i]));
+        PUT16(0);
+        PUT16(0);
+        PUT16(0);
+        PUT16(0);
+        PUT32(0);
+        PUT32(offs[i]);
+        memcpy(out + p, names[i], strlen(names[i]));
+        p += strlen(names[i]);
+    }
+    size_t cds = p - cd;
+    PUT32(0x06054b50u);
+    PUT16(0);
+    PUT16(0);
+    PUT16(n);
+    PUT16(n);
+    PUT32(cds);
+    PUT32(cd);
+    PUT16(0);
+    return p;
+}
+
+static void expect_pickle_error(const char *what, const unsigned char *pkl, size_t n,
+                                const char *needle) {
+    static unsigned char zip[4096];
+    const char *names[] = {"ckpt/data.pkl", "ckpt/data/0"};
+    static const unsigned char storage[16];
+    const unsigned char *data[] = {pkl, storage};
+    size_t sizes[] = {n, sizeof storage};
+    size_t zl = make_zip(zip, names, data, sizes, 2);
+    const char *path = temp_path(".pth");
+    KT_EXPECT(write_file(path, zip, zl) == 0);
+    koe_error err = {0};
+    koe_weights *w = koe_weights_open(path, &err);
+    KT_CHECK(w == NULL && strstr(err.msg, needle), "%s: refused naming '%s' (got: %s)", what,
+             needle, err.msg);
+    koe_weights_close(w);
+    unlink(path);
+}
+
+static void test_hostile_pickles(void) {
+    /* {'x': os.system('echo')}: GLOBAL of a forbidden callable */
+    static const unsigned char sys_call[] =
+        "\x80\x02}q\x00X\x01\x00\x00\x00xcos\nsystem\nX\x04\x00\x00\x00echo\x85R.";
+    expect_pickle_error("os.system", sys_call, sizeof sys_call - 1, "os.system");
+    static const unsigned char builtins[] = "\x80\x02"
+                                            "cbuiltins\neval\n.";
+    expect_pickle_error("builtins.eval", builtins, sizeof builtins - 1, "builtins.eval");
+    static const unsigned char unknown_op[] = "\x80\x02}\x94.";
+    expect_pickle_error("MEMOIZE opcode", unknown_op, sizeof unknown_op - 1, "0x94");
+    static const unsigned char huge_str[] = "\x80\x02X\xff\xff\xff\x7f"
+                                            "abc";
+    expect_pickle_error("huge string", huge_str, sizeof huge_str - 1, "truncated");
+    static const unsigned char no_stop[] = "\x80\x02}";
+    expect_pickle_error("no STOP", no_stop, sizeof no_stop - 1, "STOP");
+    static const unsigned char bad_get[] = "\x80\x02h\x05.";
+    expect_pickle_error("unset memo", bad_get, sizeof bad_get - 1, "memo");
+    /* A tensor whose view reaches past its 4-element storage:
+     * {'t': _rebuild_tensor_v2(('storage', FloatStorage, '0', 'cpu', 4), 2, (4,), (1,), False,
+     * OrderedDict())} */
+    static const unsigned char past[] =
+        "\x80\x02}X\x01\x00\x00\x00t"
+        "ctorch._utils\n_rebuild_tensor_v2\n"
+        "((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
+        "0X\x03\x00\x00\x00"
+        "cpuK\x04tQ"
+        "K\x02K\x04\x85K\x01\x85\x89"
+        "ccollections\nOrderedDict\n)Rt"
+        "Rs.";
+    expect_pickle_error("view past storage", past, sizeof past - 1, "past its storage");
+    static const unsigned char more[] =
+        "\x80\x02}X\x01\x00\x00\x00t"
+        "ctorch._utils\n_rebuild_tensor_v2\n"
+        "((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
+        "0X\x03\x00\x00\x00"
+        "cpuK\x09tQ"
+        "K\x00K\x09\x85K\x01\x85\x89"
+        "ccollections\nOrderedDict\n)Rt"
+        "Rs.";
+    expect_pickle_error("storage shorter than announced", more, sizeof more - 1, "announced");
+}
+
+/* Truncations and bit flips of the real file: each open either fails with a message or
+ * succeeds; nothing crashes (this test runs under ASan in CI). */
+static void test_corrupt_files(void) {
+    size_t len;
+    unsigned char *orig = kt_read_file(tiny_pth, &len);
+    KT_EXPECT(orig != NULL);
+    if (!orig) return;
+    unsigned char *buf = malloc(len);
+    const char *path = temp_path(".pth");
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    int errors = 0, ok = 0, silent = 0;
+    for (int k = 0; k < 300; k++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        memcpy(buf, orig, len);
+        size_t n = len;
+        if (k % 3 == 0) {
+            n = (size_t)(x % len); /* truncated */
+        } else {
+            /* flips near the structures that matter (the end: central directory; the pickle
+             * near the start) and anywhere */
+            for (int f = 0; f < 1 + k % 4; f++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                size_t at = k % 3 == 1 ? len - 1 - (size_t)(x % 4096 < len ? x % 4096 : x % len)
+                                       : (size_t)(x % len);
+                buf[at] ^= (unsigned char)(1u << (x >> 60 & 7));
+            }
+        }
+        write_file(path, buf, n);
+        koe_error err = {0};
+        koe_weights *w = koe_weights_open(path, &err);
+        if (w) {
+            ok++;
+            koe_weights_close(w);
+        } else {
+            errors++;
+            if (!err.msg[0]) silent++;
+        }
+    }
+    KT_CHECK(silent == 0, "%d failures without a message", silent);
+    KT_CHECK(errors > 100, "corruptions detected: %d errors, %d opened", errors, ok);
+    unlink(path);
+    free(buf);
+    free(orig);
+}
+
+static void test_not_a_checkpoint(void) {
+    koe_error err = {0};
+    KT_EXPECT(koe_weights_open("/nonexistent/kokoro.pth", &err) == NULL && err.code == KOE_ERR_IO);
+    const char *path = temp_path(".txt");
+    write_file(path, "hello, this is not a model at all\n", 34);
+    KT_EXPECT(koe_weights_open(path, &err) == NULL && err.code == KOE_ERR_FORMAT);
+    write_file(path, "", 0);
+    KT_EXPECT(koe_weights_open(path, &err) == NULL && err.msg[0]);
+    unlink(path);
+    KT_EXPECT(koe_weights_open("/tmp", &err) == NULL && err.msg[0]);
+}
+
+int main(void) {
+    const char *td = kt_env("KOE_TEST_DATA", "tests/data");
+    const char *sv = kt_env("KOE_SHARED_VECTORS", "../shared/vectors");
+    snprintf(tiny_pth, sizeof tiny_pth, "%s/kokoro-tiny/kokoro-tiny-seed1.pth", td);
+    snprintf(tiny_manifest, sizeof tiny_manifest, "%s/kokoro-tiny/kokoro-tiny-seed1.manifest.json",
+             td);
+    snprintf(shared_bin, sizeof shared_bin, "%s/kokoro-tiny/kokoro-tiny-seed1.bin", sv);
+    snprintf(shared_manifest, sizeof shared_manifest,
+             "%s/kokoro-tiny/kokoro-tiny-seed1.manifest.json", sv);
+    kt_run("tiny .pth matches its manifest", test_tiny_pth_matches_manifest);
+    kt_run("tiny .pth equals the reference blob", test_tiny_pth_equals_blob);
+    kt_run("lookup and unused tensors", test_lookup_and_unused);
+    kt_run("safetensors dtypes and bounds", test_safetensors_dtypes);
+    kt_run("hostile pickles refused", test_hostile_pickles);
+    kt_run("corrupt files give clean errors", test_corrupt_files);
+    kt_run("not a checkpoint", test_not_a_checkpoint);
+    return kt_finish();
+}
