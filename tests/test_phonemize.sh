@@ -70,6 +70,14 @@ print(' '.join(random.choice(w)+random.choice(['', '', ',', '.', '!', '?']) for 
 "$KOE" phonemize --voice ef_dora "Hola, amigo." > "$tmp/out" 2>&1 && grep -q "phonemes:" "$tmp/out" \
     && echo "ok   readable" || { echo "FAIL readable: $(cat "$tmp/out")"; fail=1; }
 
+# --first-min / --first-max shape the first segment.
+t='Hello there, my friend. This sentence is the second one.'
+n1=$("$KOE" phonemize --json --first-min 5 "$t" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["segments"]))')
+n2=$("$KOE" phonemize --json --first-min 16 "$t" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["segments"]))')
+n3=$("$KOE" phonemize --json --first-min 200 --first-max 300 "$t" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["segments"]))')
+[ "$n1" = 3 ] && [ "$n2" = 2 ] && [ "$n3" = 1 ] && echo "ok   first segment options" \
+    || { echo "FAIL first segment options: $n1 $n2 $n3"; fail=1; }
+
 # Bad input: message on stderr, exit 2, nothing on stdout.
 expect_usage() { # name, then the command
     local name=$1; shift

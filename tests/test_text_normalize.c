@@ -285,6 +285,14 @@ static const norm_case cases[] = {
     {"en-us", "late November, 1887, when", "late November, eighteen eighty seven, when", 0},
     {"en-us", "I met Dr.", "I met Doctor.", 0},
     {"en-us", "in May 1990 items", "in May nineteen ninety items", 0},
+    {"en-us", "Version 2.0.1", "Version two point zero point one", 0},
+    {"en-us", "50/50 chance", "fifty fifty chance", 0},
+    {"en-us", "24/7 service", "twenty four seven service", 0},
+    {"en-us", "3/4 cup", "three quarters cup", 0},
+    {"en-us", "the 1920s–1930s", "the nineteen twenties to nineteen thirties", 0},
+    {"en-us", "the 80s-90s", "the eighties to nineties", 0},
+    {"en-us", "north–south", "north south", 0},
+    {"en-us", "1-800-555-0199", "one, eight zero zero, five five five, zero one nine nine", 0},
 };
 
 static void test_table(void) {

@@ -143,9 +143,9 @@ int koe_cmd_phonemize(int argc, char **argv) {
                 fprintf(stderr, "koe phonemize: %s wants a number of characters (1-1000000)\n", a);
                 return KOE_EXIT_USAGE;
             }
-            if (a[2] == 's')
+            if (!strcmp(a, "--segment-max"))
                 opts.segment_max = n;
-            else if (a[8] == 'i')
+            else if (!strcmp(a, "--first-min"))
                 opts.first_min = n;
             else
                 opts.first_max = n;

@@ -754,13 +754,13 @@ static int try_money(ctx *c, span s) {
 
 static int phone_like(span s) {
     /* Digit groups joined by '-' or '.': 555-123-4567, 123-4567, 555.123.4567. */
-    size_t groups = 0, run = 0, maxrun = 0, i = 0;
+    size_t groups = 0, run = 0, maxrun = 0, i = 0, digits = 0;
     char sep = 0;
     if (s.n && s.s[0] == '+') i = 1;
     for (; i < s.n; i++) {
         char ch = s.s[i];
         if (isdigit((unsigned char)ch))
-            run++;
+            run++, digits++;
         else if ((ch == '-' || ch == '.') && run && (!sep || sep == ch)) {
             sep = ch;
             groups++;
@@ -772,7 +772,7 @@ static int phone_like(span s) {
     if (!run) return 0;
     groups++;
     if (run > maxrun) maxrun = run;
-    if (groups >= 3 && maxrun <= 4) return 1;
+    if (groups >= 3 && maxrun <= 4 && digits >= 7) return 1;     /* not a version like 2.0.1 */
     return groups == 2 && s.s[0] != '+' && run == 4 && s.n == 8; /* 123-4567 */
 }
 
@@ -832,6 +832,29 @@ static int try_date(ctx *c, span s) {
     return 1;
 }
 
+/* Versions and other dotted digit groups: 2.0.1 -> two point zero point one. */
+static int try_version(ctx *c, span s) {
+    size_t groups = 1, i = 0;
+    if (!s.n || !isdigit((unsigned char)s.s[0])) return 0;
+    for (; i < s.n; i++) {
+        if (s.s[i] == '.') {
+            if (i + 1 >= s.n || !isdigit((unsigned char)s.s[i + 1])) return 0;
+            groups++;
+        } else if (!isdigit((unsigned char)s.s[i])) {
+            return 0;
+        }
+    }
+    if (groups < 3) return 0;
+    for (size_t g = 0; g < s.n;) {
+        size_t e = g;
+        while (e < s.n && s.s[e] != '.') e++;
+        if (g) w_str(c->w, "point");
+        say_int(c->w, s.s + g, e - g);
+        g = e + 1;
+    }
+    return 1;
+}
+
 /* 1/2 one half, 3/4 three quarters, 2/3 two thirds (denominators 2 to 10). */
 static int try_fraction(ctx *c, span s) {
     const char *slash = memchr(s.s, '/', s.n);
@@ -839,7 +862,12 @@ static int try_fraction(ctx *c, span s) {
     size_t a = (size_t)(slash - s.s), b = s.n - a - 1;
     if (!a || a > 2 || !b || b > 2 || !all_digits(s.s, a) || !all_digits(slash + 1, b)) return 0;
     unsigned num_ = small_int(s.s, a), den = small_int(slash + 1, b);
-    if (den < 2 || den > 10 || num_ == 0) return 0;
+    if (den < 2 || den > 10 || num_ == 0 || num_ >= den) {
+        /* 24/7, 50/50: said as the two numbers */
+        say_uint(c->w, num_);
+        say_uint(c->w, den);
+        return 1;
+    }
     say_uint(c->w, num_);
     if (den == 2)
         w_str(c->w, num_ == 1 ? "half" : "halves");
@@ -1123,6 +1151,11 @@ static void say_mixed(ctx *c, span s) {
             i++;
             continue;
         }
+        if (i + 3 <= s.n && !memcmp(s.s + i, "\xe2\x80\x93", 3)) { /* en dash, not a range */
+            c->w->space = 1;
+            i += 3;
+            continue;
+        }
         if (ch == '_') {
             c->w->space = 1;
             i++;
@@ -1171,7 +1204,7 @@ static void say_mixed(ctx *c, span s) {
             if (cj >= 0x80) {
                 uint32_t cp;
                 int n = koe_utf8_decode(s.s + j, &cp);
-                int sym = 0;
+                int sym = cp == 0x2013; /* en dash: handled above */
                 for (size_t k = 0; k < sizeof symbols / sizeof symbols[0]; k++)
                     if (!strncmp(s.s + j, symbols[k].sym, strlen(symbols[k].sym))) sym = 1;
                 for (size_t k = 0; k < sizeof silent_symbols / sizeof silent_symbols[0]; k++)
@@ -1256,7 +1289,10 @@ static int try_range(ctx *c, span s, span *trail) {
             dl = 3;
         if (!dl) continue;
         span a = {s.s, i}, b = {s.s + i + dl, s.n - i - dl};
-        if (!isdigit((unsigned char)a.s[a.n - 1]) && a.s[a.n - 1] != '%') return 0;
+        char last = a.s[a.n - 1];
+        if (!isdigit((unsigned char)last) && last != '%' &&
+            !(last == 's' && a.n >= 3 && isdigit((unsigned char)a.s[a.n - 2])))
+            return 0;
         if (!b.n || !(isdigit((unsigned char)b.s[0]) || find_currency(b.s, b.n, &dl))) return 0;
         /* both sides years when both are four-digit numbers */
         if (a.n == 4 && b.n == 4 && all_digits(a.s, 4) && all_digits(b.s, 4) &&
@@ -1293,7 +1329,7 @@ static int read_core(ctx *c, span core, span *trail) {
         return 1;
     }
     if (try_time(c, core) || try_money(c, core) || try_ordinal(c, core)) return 1;
-    if (try_day(c, core) || try_fraction(c, core)) return 1;
+    if (try_day(c, core) || try_fraction(c, core) || try_version(c, core)) return 1;
     if (try_number(c, core)) return 1;
     if (try_range(c, core, trail)) return 1;
     if (core.s[0] == '+' && core.n > 1 && all_digits(core.s + 1, core.n - 1)) {
