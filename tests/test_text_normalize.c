@@ -293,6 +293,8 @@ static const norm_case cases[] = {
     {"en-us", "the 80s-90s", "the eighties to nineties", 0},
     {"en-us", "north–south", "north south", 0},
     {"en-us", "1-800-555-0199", "one, eight zero zero, five five five, zero one nine nine", 0},
+    {"fr", "Eh bien... oui", "Eh bien… oui", 0},
+    {"en-us", "no.....", "no…", 0},
 };
 
 static void test_table(void) {

@@ -96,6 +96,13 @@ static int fold_text(const char *in, size_t len, koe_buf *out, size_t *dropped) 
             if (koe_buf_append(out, &c, 1)) return KOE_ERR_NOMEM;
             continue;
         }
+        if (cp == '.' && i + 1 < len && in[i] == '.' && in[i + 1] == '.') { /* ... -> … */
+            while (i < len && in[i] == '.') i++;
+            if (out->len && space && koe_buf_append(out, " ", 1)) return KOE_ERR_NOMEM;
+            space = 0;
+            if (koe_buf_append(out, "\xe2\x80\xa6", 3)) return KOE_ERR_NOMEM;
+            continue;
+        }
         const fold_range *f = cp == ' ' ? NULL : find_fold(cp);
         if (cp == ' ' || (f && f->kind == FOLD_SPACE)) {
             space = 1;
