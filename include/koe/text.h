@@ -31,7 +31,8 @@ typedef struct koe_text_opts {
                            then at word boundaries (characters) */
 } koe_text_opts;
 
-/* Defaults: en-us, first_min 20, first_max 150, segment_max 400. */
+/* Defaults: en-us, first_min 20, first_max 150, segment_max 400. In koe_text_segment a NULL lang
+ * or a zero first_max / segment_max means the default. */
 koe_text_opts koe_text_opts_default(void);
 
 typedef struct koe_segment {

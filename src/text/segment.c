@@ -156,7 +156,10 @@ int koe_text_segment(const char *in, size_t len, const koe_text_opts *o, koe_seg
     if (!in && len) return koe_error_set(err, KOE_ERR_INVALID, "segment: no text");
     if (!in) in = "";
     koe_text_opts opts = o ? *o : koe_text_opts_default();
-    if (!opts.lang) opts.lang = "en-us";
+    koe_text_opts def = koe_text_opts_default();
+    if (!opts.lang) opts.lang = def.lang;
+    if (!opts.first_max) opts.first_max = def.first_max;
+    if (!opts.segment_max) opts.segment_max = def.segment_max;
     int rc = koe_text_lang_check(opts.lang, err);
     if (rc) return rc;
     size_t bad = koe_utf8_validate(in, len);
