@@ -4,6 +4,7 @@
  * must give clean errors, never crashes. */
 #include "harness.h"
 #include "koe/weights.h"
+#include "model/weights_internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -345,6 +346,79 @@ static void test_not_a_checkpoint(void) {
     KT_EXPECT(koe_weights_open("/tmp", &err) == NULL && err.msg[0]);
 }
 
+typedef struct spec_check {
+    const koe_weights *w;
+    size_t seen, wrong;
+    char first_wrong[200];
+} spec_check;
+
+static void check_spec(void *user, const koe_tensor_spec *s) {
+    spec_check *c = user;
+    c->seen++;
+    const koe_tensor *t = koe_weights_find(c->w, s->name);
+    int ok = t && t->ndim == s->ndim;
+    for (int d = 0; ok && d < s->ndim; d++) ok = t->shape[d] == s->shape[d];
+    if (!ok && !c->wrong++) snprintf(c->first_wrong, sizeof c->first_wrong, "%s", s->name);
+}
+
+/* The random writer's tensor list, at the tiny widths, is exactly the reference checkpoint's. */
+static void test_specs_match_tiny_checkpoint(void) {
+    koe_error err = {0};
+    koe_weights *w = koe_weights_open(tiny_pth, &err);
+    KT_CHECK(w != NULL, "%s", err.msg);
+    if (!w) return;
+    koe_kokoro_dims d = {.n_token = 178,
+                         .E = 32,
+                         .Hb = 32,
+                         .inter = 64,
+                         .positions = 512,
+                         .H = 64,
+                         .style = 128,
+                         .W1 = 128,
+                         .W2 = 64,
+                         .W3 = 16,
+                         .max_dur = 50};
+    spec_check c = {.w = w};
+    size_t n = koe_kokoro_tensor_specs(&d, check_spec, &c);
+    KT_CHECK(c.wrong == 0, "%zu specs differ from the checkpoint, first %s", c.wrong,
+             c.first_wrong);
+    KT_CHECK(n == koe_weights_count(w), "%zu specs, %zu tensors", n, koe_weights_count(w));
+    KT_CHECK(koe_weights_first_unused(w, NULL) == NULL, "a checkpoint tensor has no spec: %s",
+             koe_weights_first_unused(w, NULL));
+    koe_weights_close(w);
+}
+
+/* Full-size random weights: written, read back, the official parameter count. */
+static void test_random_full_size(void) {
+    const char *path = temp_path(".safetensors");
+    koe_error err = {0};
+    int rc = koe_weights_write_random(path, NULL, 1, &err);
+    KT_CHECK(rc == 0, "write: %s", err.msg);
+    koe_weights *w = rc ? NULL : koe_weights_open(path, &err);
+    KT_CHECK(w != NULL, "reopen: %s", err.msg);
+    if (w) {
+        double params = 0;
+        for (size_t i = 0; i < koe_weights_count(w); i++) {
+            const koe_tensor *t = koe_weights_at(w, i);
+            if (t->dtype == KOE_DT_F32) params += (double)(t->nbytes / 4);
+        }
+        printf("  full-size random weights: %zu tensors, %.2f M parameters\n", koe_weights_count(w),
+               params / 1e6);
+        KT_CHECK(koe_weights_count(w) == 689, "%zu tensors", koe_weights_count(w));
+        KT_CHECK(params > 81.0e6 && params < 82.6e6, "%.2f M parameters (81.8 M expected)",
+                 params / 1e6);
+        int nd;
+        int64_t sh[4];
+        const float *v = koe_weights_lookup(w, "decoder.encode.conv1.weight_v", &nd, sh);
+        KT_CHECK(v && sh[0] == 1024 && sh[1] == 514 && sh[2] == 3, "encode.conv1 is [1024,514,3]");
+        const float *b =
+            koe_weights_lookup(w, "predictor.duration_proj.linear_layer.bias", &nd, sh);
+        KT_CHECK(b && b[0] == -2.65f, "duration bias sets ~3.3 frames per token");
+        koe_weights_close(w);
+    }
+    unlink(path);
+}
+
 int main(void) {
     const char *td = kt_env("KOE_TEST_DATA", "tests/data");
     const char *sv = kt_env("KOE_SHARED_VECTORS", "../shared/vectors");
@@ -361,5 +435,7 @@ int main(void) {
     kt_run("hostile pickles refused", test_hostile_pickles);
     kt_run("corrupt files give clean errors", test_corrupt_files);
     kt_run("not a checkpoint", test_not_a_checkpoint);
+    kt_run("random writer's tensor list = the checkpoint's", test_specs_match_tiny_checkpoint);
+    kt_run("full-size random weights", test_random_full_size);
     return kt_finish();
 }

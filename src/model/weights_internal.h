@@ -16,3 +16,32 @@ int koe_pth_read(koe_weights *w, const unsigned char *buf, size_t len, koe_error
 int koe_safetensors_read(koe_weights *w, const unsigned char *buf, size_t len, koe_error *err);
 
 #endif
+
+/* The tensors of a Kokoro-82M checkpoint, for writing random weights (and for tests, which
+ * compare the list for the tiny widths with the reference manifest). */
+typedef struct koe_kokoro_dims {
+    int n_token, E, Hb, inter, positions; /* PL-BERT */
+    int H, style;                         /* hidden_dim, style half */
+    int W1, W2, W3;                       /* decoder width, generator input, asr_res */
+    int max_dur;
+} koe_kokoro_dims;
+
+/* How a tensor is initialized (see weights_random.c). */
+typedef enum {
+    KOE_INIT_UNIFORM, /* U(-a, a), a = scale / sqrt(fan_in) */
+    KOE_INIT_CONST,   /* every element = scale */
+    KOE_INIT_POSITIONS
+} koe_init_kind;
+
+typedef struct koe_tensor_spec {
+    char name[160];
+    int ndim;
+    int64_t shape[4];
+    koe_init_kind init;
+    float scale, offset; /* offset added after a uniform draw (biases that set durations, F0) */
+} koe_tensor_spec;
+
+void koe_kokoro_full_dims(koe_kokoro_dims *d);
+/* Calls fn for every tensor in checkpoint order; returns the count. */
+size_t koe_kokoro_tensor_specs(const koe_kokoro_dims *d,
+                               void (*fn)(void *user, const koe_tensor_spec *s), void *user);
