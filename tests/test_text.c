@@ -127,6 +127,8 @@ static void test_languages(void) {
     koe_tokens t;
     KT_CHECK(koe_text_tokens("hi", 2, "ja", &t, &err) == KOE_ERR_UNSUPPORTED,
              "tokens in Japanese must be refused");
+    KT_CHECK(koe_text_warmup("en-gb", &err) == 0, "warm-up: %s", err.msg);
+    KT_CHECK(koe_text_warmup("zh", &err) == KOE_ERR_UNSUPPORTED, "warm-up in Mandarin refused");
 }
 
 /* ------------------------------------------------------------------ phonemes and tokens */

@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Receives mono 16-bit PCM at koe_espeak_sample_rate(); return non-zero to stop. */
+/* Receives mono 16-bit PCM at koe_espeak_sample_rate(); return non-zero to stop. It runs with the
+ * espeak-ng lock held: it must not call koe_text_* or koe_espeak_* (that would deadlock), and
+ * should hand the samples on quickly (copy into a buffer or queue). */
 typedef int (*koe_espeak_pcm_fn)(void *user, const int16_t *pcm, size_t n);
 
 /* Speaks text (UTF-8, len bytes) in lang ("en-us", "en-gb", "es", "fr", "it", "pt-br", "hi")
