@@ -295,6 +295,12 @@ static const norm_case cases[] = {
     {"en-us", "1-800-555-0199", "one, eight zero zero, five five five, zero one nine nine", 0},
     {"fr", "Eh bien... oui", "Eh bien… oui", 0},
     {"en-us", "no.....", "no…", 0},
+    {"en-us", "King Henry VIII had six wives", "King Henry the eighth had six wives", 0},
+    {"en-us", "after World War II ended", "after World War two ended", 0},
+    {"en-us", "Chapter XIV", "Chapter fourteen", 0},
+    {"en-us", "Pope John Paul II.", "Pope John Paul the second.", 0},
+    {"en-us", "a MIX of CD and DVD", "a MIX of CD and DVD", 0},
+    {"en-us", "Louis XVI", "Louis the sixteenth", 0},
 };
 
 static void test_table(void) {

@@ -1241,6 +1241,51 @@ static void say_mixed(ctx *c, span s) {
     }
 }
 
+/* The value of an upper-case Roman numeral (II to MMMCMXCIX, written canonically), or 0. */
+static unsigned roman_value(span s) {
+    static const struct {
+        const char *sym;
+        unsigned v;
+    } parts[] = {{"M", 1000}, {"CM", 900}, {"D", 500}, {"CD", 400}, {"C", 100},
+                 {"XC", 90},  {"L", 50},   {"XL", 40}, {"X", 10},   {"IX", 9},
+                 {"V", 5},    {"IV", 4},   {"I", 1}};
+    unsigned v = 0;
+    size_t i = 0;
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0] && i < s.n; k++) {
+        size_t l = strlen(parts[k].sym);
+        int reps = 0, max = l == 1 ? 3 : 1;
+        while (reps < max && i + l <= s.n && !memcmp(s.s + i, parts[k].sym, l)) {
+            v += parts[k].v;
+            i += l;
+            reps++;
+        }
+    }
+    return i == s.n && s.n >= 2 ? v : 0;
+}
+
+/* Roman numerals after a name (Henry VIII -> Henry the eighth) or a heading word (Chapter IV,
+ * World War II -> four, two). Only there: elsewhere "MIX" or "CD" are words. */
+static int try_roman(ctx *c, span s) {
+    static const char *const headings[] = {"chapter", "part", "book",    "volume",   "act",
+                                           "scene",   "war",  "section", "appendix", "phase"};
+    const word *pv = peek(c, -1);
+    if (!pv || pv->trail.n || !pv->core.n) return 0;
+    unsigned v = roman_value(s);
+    if (!v) return 0;
+    if (in_words(headings, sizeof headings / sizeof headings[0], pv->core)) {
+        say_uint(c->w, v);
+        return 1;
+    }
+    if (isupper((unsigned char)pv->core.s[0]) && pv->core.n > 1 &&
+        islower((unsigned char)pv->core.s[1]) && v < 40) {
+        w_str(c->w, "the");
+        say_uint(c->w, v);
+        ordinalize_last(c->w);
+        return 1;
+    }
+    return 0;
+}
+
 static int try_abbrev(ctx *c, span core, span *trail) {
     /* the period of "Dr." was split off into the trailing marks */
     int dot = trail->n && trail->s[0] == '.';
@@ -1345,7 +1390,7 @@ static int read_core(ctx *c, span core, span *trail) {
         c->phone_run = 1;
         return 1;
     }
-    if (try_acronym(c, core, trail)) return 1;
+    if (try_acronym(c, core, trail) || try_roman(c, core)) return 1;
     say_mixed(c, core);
     return 1;
 }
