@@ -89,6 +89,12 @@ static int fold_text(const char *in, size_t len, koe_buf *out, size_t *dropped) 
         const char *src = in + i;
         size_t srclen = (size_t)n;
         i += (size_t)n;
+        if (cp > 0x20 && cp < 0x7F && cp != '.') { /* printable ASCII: kept as it is */
+            if (out->len && space && koe_buf_append(out, " ", 1)) return KOE_ERR_NOMEM;
+            space = 0;
+            if (koe_buf_append(out, src, 1)) return KOE_ERR_NOMEM;
+            continue;
+        }
         if (cp >= 0xFF01 && cp <= 0xFF5E) { /* full-width ASCII */
             char c = (char)(cp - 0xFEE0);
             if (out->len && space && koe_buf_append(out, " ", 1)) return KOE_ERR_NOMEM;
@@ -1367,8 +1373,29 @@ static int try_range(ctx *c, span s, span *trail) {
 }
 
 /* Reads one word's core; 1 when something was said (or dropped). */
+/* A plain word (letters and apostrophes, not all capitals, no period after it, not "vs", "am" or
+ * "pm") needs none of the rules: most words of a text take this fast path. */
+static int plain_word(span core, span trail) {
+    int lower = 0;
+    for (size_t i = 0; i < core.n; i++) {
+        unsigned char ch = (unsigned char)core.s[i];
+        if (islower(ch))
+            lower = 1;
+        else if (!isupper(ch) && !(ch == '\'' && i > 0))
+            return 0;
+    }
+    if (!lower && core.n > 1) return 0;
+    if (trail.n && trail.s[0] == '.') return 0;
+    return !eq_ci(core.s, core.n, "vs") && !eq_ci(core.s, core.n, "am") &&
+           !eq_ci(core.s, core.n, "pm");
+}
+
 static int read_core(ctx *c, span core, span *trail) {
     if (!core.n) return 0;
+    if (plain_word(core, *trail)) {
+        w_word(c->w, core.s, core.n);
+        return 1;
+    }
     if (looks_email(core) || looks_url(core)) {
         say_address(c, core);
         return 1;
