@@ -40,6 +40,7 @@ static const ipa_rule *match(const ipa_rule *t, size_t n, const char *s, size_t 
                              size_t *best_len) {
     const ipa_rule *best = NULL;
     for (size_t i = 0; i < n; i++) {
+        if (t[i].from[0] != s[0]) continue; /* cheap first-byte test before the full match */
         size_t l = strlen(t[i].from);
         if (l <= left && l > *best_len && !memcmp(s, t[i].from, l)) {
             best = &t[i];
