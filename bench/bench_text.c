@@ -207,6 +207,25 @@ int main(int argc, char **argv) {
     }
     double m_sw = median(sw, runs);
     free(sw);
+    /* koe_text_segment normalizes the whole input before the first segment can be phonemized:
+     * its cost on a 1 MB input (the text repeated) is time to first audio for a long input. */
+    koe_buf big = {0};
+    while (big.len < 1000000) {
+        koe_buf_append(&big, text, len);
+        koe_buf_append(&big, "\n\n", 2);
+    }
+    double *mb = calloc((size_t)runs, sizeof *mb);
+    for (int r = 0; r < runs; r++) {
+        uint64_t t0 = koe_now_ns();
+        koe_segments *s = NULL;
+        koe_text_segment(big.data, big.len, NULL, &s, NULL);
+        mb[r] = (double)(koe_now_ns() - t0) / 1e6;
+        koe_segments_free(s);
+    }
+    double m_mb = median(mb, runs);
+    size_t big_len = big.len;
+    free(mb);
+    koe_buf_free(&big);
     double m_e2e = median(e2e, runs), m_seg = median(seg, runs), m_tok = median(tok, runs),
            m_base = median(base, runs), m_first = median(first, runs);
     printf("text: %zu characters (%zu bytes), %zu segments, %zu tokens, %zu dropped; median of "
@@ -223,6 +242,8 @@ int main(int argc, char **argv) {
     printf("first segment (%zu chars): %.3f ms warm (median), %.3f ms cold (first call, "
            "espeak-ng start-up)\n",
            first_chars, m_first, cold);
+    printf("segmentation + normalization of %zu bytes (the text repeated): %.1f ms\n", big_len,
+           m_mb);
     printf("language switch en-us -> en-gb -> en-us with two short texts: %.2f ms\n", m_sw);
     free(e2e), free(seg), free(tok), free(base), free(first);
     free(text);
