@@ -208,6 +208,17 @@ static void test_kokoro_symbols(void) {
     KT_CHECK(p && !strstr(p, "\xcd\xa1") && !strstr(p, "ː"), "no ties or lengths in en-us: %s",
              p ? p : "");
     free(p);
+    /* Examples from the inventory Kokoro's English voices were trained on (misaki's
+     * EN_PHONES.md), which espeak-ng 1.51 plus the tables reproduce. */
+    static const char *const us[][2] = {
+        {"butter", "bˈʌɾəɹ"}, {"boxes", "bˈɑksᵻz"}, {"hair", "hˈɛɹ"}, {"sun", "sˈʌn"},
+        {"jump", "ʤˈʌmp"},    {"lunch", "lˈʌnʧ"},   {"high", "hˈI"},  {"soy", "sˈY"}};
+    for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
+        char *q = phonemes_of("en-us", us[i][0]);
+        KT_CHECK(q && !strcmp(q, us[i][1]), "en-us %s -> %s, want %s", us[i][0], q ? q : "NULL",
+                 us[i][1]);
+        free(q);
+    }
     p = phonemes_of("en-gb", "Go home, father.");
     KT_CHECK(p && strstr(p, "Q") && strstr(p, "ː"), "en-gb keeps Q and lengths: %s", p ? p : "");
     free(p);
