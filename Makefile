@@ -30,6 +30,7 @@ build-sanitize: deps $(BUILD_SAN)/Makefile
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-sanitize: build-sanitize
 	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/data/text/lsan-espeak.supp \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
 bench: build

@@ -15,6 +15,7 @@ for t in "${targets[@]}"; do
   [ -d "fuzz/corpus/$name" ] && cp -r "fuzz/corpus/$name/." "$work/"
   echo "fuzz: $name for ${seconds}s"
   mkdir -p "$build/fuzz-artifacts/$name"
+  LSAN_OPTIONS=suppressions=$PWD/tests/data/text/lsan-espeak.supp \
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
     "$t" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$build/fuzz-artifacts/$name/" "$work" 2>"$build/fuzz-$name.log" || {
