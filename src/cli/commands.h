@@ -21,5 +21,6 @@ int koe_cmd_random_weights(int argc, char **argv);
 int koe_cmd_voices(int argc, char **argv);
 int koe_cmd_serve(int argc, char **argv);
 int koe_cmd_download(int argc, char **argv);
+int koe_cmd_models(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ KOE_WEAK int koe_cmd_random_weights(int argc, char **argv);
 KOE_WEAK int koe_cmd_voices(int argc, char **argv);
 KOE_WEAK int koe_cmd_serve(int argc, char **argv);
 KOE_WEAK int koe_cmd_download(int argc, char **argv);
+KOE_WEAK int koe_cmd_models(int argc, char **argv);
 
 static const koe_command commands[] = {
     {"serve", koe_cmd_serve, "run the speech server (OpenAI-compatible HTTP API)"},
@@ -24,6 +25,7 @@ static const koe_command commands[] = {
     {"model-check", koe_cmd_model_check, "check the engine against a reference case"},
     {"random-weights", koe_cmd_random_weights, "write full-size random Kokoro weights"},
     {"download", koe_cmd_download, "fetch the official Kokoro weights (verified, resumable)"},
+    {"models", koe_cmd_models, "list the Kokoro weights found and the backend koe serve will use"},
 };
 
 static void usage(FILE *f) {
