@@ -1,0 +1,59 @@
+/* bench_load: time to open a full-size checkpoint and touch every tensor through the model's
+ * lookup (the file mmapped, tensors in place). Writes random full-size weights first when no
+ * file is given. Median of N runs; the first run after writing has the file in the page cache,
+ * as a server restart would.
+ *
+ *   bench_load [FILE] [RUNS] */
+#include "koe/base.h"
+#include "koe/weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    const char *path = argc > 1 ? argv[1] : NULL;
+    int runs = argc > 2 ? atoi(argv[2]) : 5;
+    char tmp[64];
+    koe_error err = {0};
+    if (!path) {
+        snprintf(tmp, sizeof tmp, "/tmp/koe-bench-load-%d.safetensors", (int)getpid());
+        if (koe_weights_write_random(tmp, NULL, 1, &err)) {
+            fprintf(stderr, "bench_load: %s\n", err.msg);
+            return 1;
+        }
+        path = tmp;
+    }
+    if (runs < 1 || runs > 100) runs = 5;
+    double t[100];
+    size_t count = 0;
+    double sum = 0;
+    for (int r = 0; r < runs; r++) {
+        double t0 = koe_now_s();
+        koe_weights *w = koe_weights_open(path, &err);
+        if (!w) {
+            fprintf(stderr, "bench_load: %s\n", err.msg);
+            return 1;
+        }
+        count = koe_weights_count(w);
+        for (size_t i = 0; i < count; i++) {
+            int nd;
+            int64_t sh[4];
+            const float *x = koe_weights_lookup(w, koe_weights_at(w, i)->name, &nd, sh);
+            if (x) sum += x[0]; /* touch the data */
+        }
+        t[r] = koe_now_s() - t0;
+        koe_weights_close(w);
+    }
+    qsort(t, (size_t)runs, sizeof t[0], cmp);
+    printf("bench_load: %s, %zu tensors: open + every lookup, median of %d: %.1f ms (min %.1f, max "
+           "%.1f) [checksum %g]\n",
+           path, count, runs, t[runs / 2] * 1e3, t[0] * 1e3, t[runs - 1] * 1e3, sum);
+    if (path == tmp) unlink(tmp);
+    return 0;
+}
