@@ -1,0 +1,88 @@
+/* A request's life after the HTTP layer: text → segments → a speech backend (Kokoro or
+ * espeak-ng) → loudness → encoder → a bounded byte queue that the HTTP response drains.
+ *
+ * A koe_pipeline owns the backend and a fixed pool of worker threads fed by a bounded queue of
+ * jobs; each worker runs one job at a time, segment by segment, and stops at once when the job
+ * is cancelled (client gone). A job's output buffer is bounded: a slow reader holds back its
+ * worker (back-pressure), never memory. Every job records a TTFA breakdown. */
+#ifndef KOE_PIPELINE_H
+#define KOE_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "koe/audio.h"
+#include "koe/error.h"
+
+typedef struct koe_pipeline koe_pipeline;
+typedef struct koe_job koe_job;
+
+typedef enum { KOE_BACKEND_ESPEAK, KOE_BACKEND_KOKORO } koe_backend_kind;
+
+typedef struct koe_pipeline_opts {
+    int workers;            /* inference workers; 0 = the number of cores */
+    int threads;            /* threads per Kokoro context; 0 = 1 */
+    int max_queue;          /* jobs waiting for a worker before submit refuses; 0 = 4 x workers */
+    size_t job_buffer;      /* bytes of encoded audio buffered per job; 0 = 1 MiB */
+    const char *data_dir;   /* voices in <data_dir>/voices; NULL = "data" */
+    const char *model_path; /* Kokoro weights; NULL = espeak-ng */
+    const char *config_path;
+    int first_segment_max; /* characters; 0 = the front end's default */
+} koe_pipeline_opts;
+
+koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err);
+/* Cancels queued jobs, waits for running ones, frees. Jobs still held by callers stay valid
+ * until released. */
+void koe_pipeline_free(koe_pipeline *p);
+
+koe_backend_kind koe_pipeline_backend(const koe_pipeline *p);
+const char *koe_pipeline_backend_name(const koe_pipeline *p); /* "kokoro" or "espeak-ng" */
+const char *koe_pipeline_model_path(const koe_pipeline *p);   /* NULL with espeak-ng */
+int koe_pipeline_workers(const koe_pipeline *p);
+/* The voice list (NULL when the voice packs are missing: espeak-ng then speaks every name). */
+const struct koe_voices *koe_pipeline_voices(const koe_pipeline *p);
+
+typedef struct koe_speech_request {
+    const char *text;
+    size_t len;
+    const char *voice; /* a Kokoro voice or blend */
+    const char *lang;  /* NULL = from the voice's first letter */
+    float speed;       /* 0.25 .. 4 */
+    koe_format format;
+    int normalize; /* loudness normalization (-16 LUFS) */
+    uint64_t seed; /* Kokoro's noise; 0 = random */
+} koe_speech_request;
+
+/* Validates the request (voice, language, text) and queues it. KOE_ERR_INVALID /
+ * KOE_ERR_NOT_FOUND / KOE_ERR_UNSUPPORTED with a message for bad requests; KOE_ERR_LIMIT when
+ * the queue is full. The returned job is held by the caller: koe_job_release() it. */
+koe_job *koe_pipeline_submit(koe_pipeline *p, const koe_speech_request *r, koe_error *err);
+
+/* Encoded bytes: waits up to timeout_ms for some. Returns > 0 bytes, 0 at the complete end,
+ * -1 when the job failed (message in err), -2 on timeout (nothing yet; try again). */
+ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_error *err);
+void koe_job_cancel(koe_job *j);
+void koe_job_release(koe_job *j);
+
+/* Per-job TTFA breakdown (seconds from submit), filled as the job runs. */
+typedef struct koe_job_times {
+    double queue_wait;  /* until a worker took the job */
+    double front_end;   /* segmentation + phonemes of the first segment */
+    double first_synth; /* synthesis of the first segment */
+    double first_bytes; /* until the first encoded bytes were queued */
+    double total;       /* until the last byte was queued (0 while running) */
+    double audio_seconds;
+    int segments;
+} koe_job_times;
+void koe_job_get_times(koe_job *j, koe_job_times *t);
+
+/* Counters for /metrics. */
+typedef struct koe_pipeline_stats {
+    int queued, running;
+    uint64_t jobs_done, jobs_failed, jobs_cancelled, jobs_rejected;
+    double audio_seconds, synth_seconds;
+} koe_pipeline_stats;
+void koe_pipeline_get_stats(koe_pipeline *p, koe_pipeline_stats *s);
+
+#endif

@@ -1,0 +1,203 @@
+/* koe serve: flags and environment, backend choice, warm-up, signals, drain. */
+#include "cli/commands.h"
+#include "koe/audio.h"
+#include "koe/pipeline.h"
+#include "koe/server.h"
+#include "koe/text.h"
+#include "koe/weights.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct flag {
+    const char *name, *env, *def, *help;
+} flag;
+
+static const flag flags[] = {
+    {"host", "KOE_HOST", "127.0.0.1", "address to listen on (IPv4)"},
+    {"port", "KOE_PORT", "8880", "TCP port (0 = any free port, printed at start)"},
+    {"data-dir", "KOE_DATA_DIR", "data", "voices (voices/*.bin) and kokoro-v1_0.pth"},
+    {"model", "KOE_MODEL", "",
+     "Kokoro weights (.pth or .safetensors); default: data-dir/kokoro-v1_0.pth if present"},
+    {"config", "KOE_CONFIG", "", "Kokoro config.json (default: the built-in Kokoro-82M config)"},
+    {"random-weights", "KOE_RANDOM_WEIGHTS", "",
+     "run Kokoro on full-size random weights (benchmarks): the file is written if missing"},
+    {"workers", "KOE_WORKERS", "0", "inference workers (0 = number of cores)"},
+    {"threads", "KOE_THREADS", "1", "threads per Kokoro worker"},
+    {"max-queue", "KOE_MAX_QUEUE", "0",
+     "requests waiting for a worker before 503 (0 = 4 x workers)"},
+    {"max-body", "KOE_MAX_BODY", "2097152", "largest request body in bytes (413 above)"},
+    {"max-input", "KOE_MAX_INPUT", "100000", "largest input in characters (413 above)"},
+    {"timeout", "KOE_TIMEOUT", "30", "seconds an idle or stalled connection is kept"},
+    {"max-connections", "KOE_MAX_CONNECTIONS", "256", "connections in total"},
+    {"max-per-ip", "KOE_MAX_PER_IP", "64", "connections per client address"},
+    {"api-key", "KOE_API_KEY", "", "require Authorization: Bearer KEY on the API"},
+    {"ttfa-target", "KOE_TTFA_TARGET_MS", "150", "time-to-first-audio target in ms (/status)"},
+    {"first-segment-max", "KOE_FIRST_SEGMENT_MAX", "0",
+     "longest first segment in characters (0 = front end default)"},
+    {"normalize", "KOE_NORMALIZE", "1", "loudness-normalize output to -16 LUFS (0 = off)"},
+    {"drain", "KOE_DRAIN_S", "30", "seconds SIGTERM waits for requests in flight"},
+};
+#define NFLAGS (sizeof flags / sizeof flags[0])
+
+static void usage(FILE *f) {
+    fprintf(
+        f, "usage: koe serve [options]\n\nThe speech server: POST /v1/audio/speech "
+           "(OpenAI-compatible), "
+           "GET /v1/audio/voices,\n/v1/models, /health, /status, /metrics, and a web page at /.\n\n"
+           "Every option can also be set by its environment variable (the flag wins):\n\n");
+    for (size_t i = 0; i < NFLAGS; i++)
+        fprintf(f, "  --%-18s %-22s %s (default: %s)\n", flags[i].name, flags[i].env, flags[i].help,
+                *flags[i].def ? flags[i].def : "none");
+}
+
+static int parse_int(const char *name, const char *v, long lo, long hi, long *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "koe serve: --%s wants a number from %ld to %ld (got '%s')\n", name, lo, hi,
+                v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int koe_cmd_serve(int argc, char **argv) {
+    const char *val[NFLAGS];
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const char *e = getenv(flags[i].env);
+        val[i] = e ? e : flags[i].def;
+    }
+    struct option lo[NFLAGS + 2];
+    for (size_t i = 0; i < NFLAGS; i++)
+        lo[i] = (struct option){flags[i].name, required_argument, 0, (int)i + 1000};
+    lo[NFLAGS] = (struct option){"help", no_argument, 0, 'h'};
+    lo[NFLAGS + 1] = (struct option){0, 0, 0, 0};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (ch == 'h') {
+            usage(stdout);
+            return KOE_EXIT_OK;
+        }
+        if (ch < 1000 || ch >= 1000 + (int)NFLAGS) {
+            usage(stderr);
+            return KOE_EXIT_USAGE;
+        }
+        val[ch - 1000] = optarg;
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return KOE_EXIT_USAGE;
+    }
+    long port, workers, threads, max_queue, max_body, max_input, timeout, max_conn, max_ip, target,
+        first_max, normalize, drain;
+    size_t k = 0;
+    if (parse_int("port", val[1], 0, 65535, &port) ||
+        parse_int("workers", val[6], 0, 64, &workers) ||
+        parse_int("threads", val[7], 1, 64, &threads) ||
+        parse_int("max-queue", val[8], 0, 100000, &max_queue) ||
+        parse_int("max-body", val[9], 1024, 1L << 30, &max_body) ||
+        parse_int("max-input", val[10], 1, 10000000, &max_input) ||
+        parse_int("timeout", val[11], 1, 3600, &timeout) ||
+        parse_int("max-connections", val[12], 1, 100000, &max_conn) ||
+        parse_int("max-per-ip", val[13], 1, 100000, &max_ip) ||
+        parse_int("ttfa-target", val[15], 1, 100000, &target) ||
+        parse_int("first-segment-max", val[16], 0, 100000, &first_max) ||
+        parse_int("normalize", val[17], 0, 1, &normalize) ||
+        parse_int("drain", val[18], 0, 3600, &drain))
+        return KOE_EXIT_USAGE;
+    (void)k;
+    const char *data_dir = val[2], *model = *val[3] ? val[3] : NULL,
+               *config = *val[4] ? val[4] : NULL, *random = *val[5] ? val[5] : NULL;
+    int requested = model != NULL;
+    char found[4200];
+    struct stat st;
+    koe_error err = {0};
+    if (random) {
+        if (stat(random, &st)) {
+            fprintf(stderr, "koe serve: writing full-size random weights to %s\n", random);
+            if (koe_weights_write_random(random, config, 1, &err)) {
+                fprintf(stderr, "koe serve: %s\n", err.msg);
+                return KOE_EXIT_FAIL;
+            }
+        }
+        model = random;
+        requested = 1;
+    } else if (!model) {
+        snprintf(found, sizeof found, "%s/kokoro-v1_0.pth", data_dir);
+        if (!stat(found, &st)) model = found;
+    }
+    koe_audio_quiet_codec_logs();
+    koe_pipeline_opts po = {.workers = (int)workers,
+                            .threads = (int)threads,
+                            .max_queue = (int)max_queue,
+                            .data_dir = data_dir,
+                            .model_path = model,
+                            .config_path = config,
+                            .first_segment_max = (int)first_max};
+    koe_pipeline *pipe = koe_pipeline_new(&po, &err);
+    if (!pipe && model && !requested) {
+        fprintf(stderr, "koe serve: found %s but cannot use it (%s); speaking with espeak-ng\n",
+                model, err.msg);
+        po.model_path = NULL;
+        pipe = koe_pipeline_new(&po, &err);
+    }
+    if (!pipe) {
+        fprintf(stderr, "koe serve: %s\n", err.msg);
+        return KOE_EXIT_FAIL;
+    }
+    koe_server_opts so = {.host = val[0],
+                          .port = (int)port,
+                          .max_body = (size_t)max_body,
+                          .max_input = (size_t)max_input,
+                          .timeout_s = (int)timeout,
+                          .max_connections = (int)max_conn,
+                          .max_per_ip = (int)max_ip,
+                          .api_key = *val[14] ? val[14] : NULL,
+                          .ttfa_target_ms = (double)target,
+                          .normalize = (int)normalize};
+    koe_server *srv = koe_server_start(&so, pipe, &err);
+    if (!srv) {
+        fprintf(stderr, "koe serve: %s\n", err.msg);
+        koe_pipeline_free(pipe);
+        return KOE_EXIT_FAIL;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    int kokoro = koe_pipeline_backend(pipe) == KOE_BACKEND_KOKORO;
+    fprintf(stderr, "koe: listening on http://%s:%d/ with %d workers; backend %s%s%s\n", val[0],
+            koe_server_port(srv), koe_pipeline_workers(pipe), koe_pipeline_backend_name(pipe),
+            kokoro ? " on " : "", kokoro ? model : "");
+    if (!kokoro)
+        fprintf(stderr,
+                "koe: speaking with the espeak-ng voice. For Kokoro, put kokoro-v1_0.pth in "
+                "%s/ (`koe download` fetches it) or pass --model FILE\n",
+                data_dir);
+    /* Warm-up: the phonemizer's dictionary, so the first request does not pay for it. */
+    koe_text_warmup("en-us", &err);
+    koe_server_set_ready(srv, 1);
+    fprintf(stderr, "koe: ready\n");
+    fflush(stderr);
+    while (!stop_requested) usleep(100000);
+    fprintf(stderr, "koe: stopping; draining requests in flight (up to %lds)\n", drain);
+    koe_server_set_ready(srv, 0);
+    koe_server_stop(srv, (double)drain);
+    koe_pipeline_free(pipe);
+    fprintf(stderr, "koe: stopped\n");
+    return KOE_EXIT_OK;
+}

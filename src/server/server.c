@@ -1,0 +1,727 @@
+/* The HTTP layer: routing, strict request parsing, OpenAI-shaped errors, streaming responses,
+ * TTFA measurement, metrics and status.
+ *
+ * libmicrohttpd runs one thread per connection, so a streaming response may block in its reader
+ * while the pipeline produces audio; the pipeline's bounded queue keeps that honest. TTFA is
+ * measured here, from the request's arrival to the first audio byte handed to libmicrohttpd. */
+#include "koe/server.h"
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <arpa/inet.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "koe/base.h"
+#include "koe/voice.h"
+#include "koe/web_assets.h"
+
+#define TTFA_WINDOW 1000
+static const double ttfa_buckets[] = {0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5};
+#define NBUCKETS (sizeof ttfa_buckets / sizeof ttfa_buckets[0])
+
+typedef struct status_count {
+    int code;
+    uint64_t n;
+} status_count;
+
+struct koe_server {
+    koe_server_opts o;
+    koe_pipeline *pipe;
+    struct MHD_Daemon *d;
+    int port;
+    volatile int ready;
+    pthread_mutex_t mu;
+    uint64_t next_id;
+    int active_streams, in_flight;
+    status_count statuses[32];
+    uint64_t requests;
+    uint64_t ttfa_bucket[NBUCKETS + 1];
+    double ttfa_sum;
+    uint64_t ttfa_count;
+    double ttfa_ring[TTFA_WINDOW];
+    size_t ttfa_n, ttfa_pos;
+    uint64_t speech_ok, speech_total;
+    double infer_ms_sum;
+};
+
+typedef struct request {
+    koe_server *s;
+    uint64_t id;
+    double t_arrival, t_first;
+    koe_buf body;
+    int too_large, answered;
+    int status;
+    int is_speech;
+    koe_job *job;
+    size_t bytes_out;
+    char voice[96], format[8];
+    size_t chars;
+    int stream;
+} request;
+
+/* ------------------------------------------------------------------ small helpers */
+
+static void count_status(koe_server *s, int code) {
+    pthread_mutex_lock(&s->mu);
+    s->requests++;
+    size_t i = 0;
+    while (i < 32 && s->statuses[i].code && s->statuses[i].code != code) i++;
+    if (i < 32) s->statuses[i].code = code, s->statuses[i].n++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static enum MHD_Result send_bytes(request *r, struct MHD_Connection *c, int code, const char *type,
+                                  const void *data, size_t len, const char *allow) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", type);
+    char id[32];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
+    MHD_add_response_header(resp, "X-Request-Id", id);
+    if (allow) MHD_add_response_header(resp, "Allow", allow);
+    if (code == 503) MHD_add_response_header(resp, "Retry-After", "1");
+    if (code == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)code, resp);
+    MHD_destroy_response(resp);
+    r->status = code;
+    r->answered = 1;
+    return ret;
+}
+
+static enum MHD_Result send_json(request *r, struct MHD_Connection *c, int code, cJSON *j) {
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text) return MHD_NO;
+    enum MHD_Result ret = send_bytes(r, c, code, "application/json", text, strlen(text), NULL);
+    free(text);
+    return ret;
+}
+
+/* OpenAI's error shape: {"error":{"message","type","param","code"}}. */
+static enum MHD_Result send_error(request *r, struct MHD_Connection *c, int code, const char *param,
+                                  const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static enum MHD_Result send_error(request *r, struct MHD_Connection *c, int code, const char *param,
+                                  const char *allow, const char *fmt, ...) {
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *type = code == 401   ? "authentication_error"
+                       : code == 404 ? "not_found_error"
+                       : code == 503 ? "server_overloaded"
+                       : code >= 500 ? "server_error"
+                                     : "invalid_request_error";
+    const char *ecode = code == 413   ? "request_too_large"
+                        : code == 405 ? "method_not_allowed"
+                        : code == 404 ? "not_found"
+                        : code == 503 ? "queue_full"
+                        : code == 401 ? "invalid_api_key"
+                                      : (param ? "invalid_value" : "invalid_request");
+    cJSON *e = cJSON_CreateObject(), *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type);
+    if (param)
+        cJSON_AddStringToObject(e, "param", param);
+    else
+        cJSON_AddNullToObject(e, "param");
+    cJSON_AddStringToObject(e, "code", ecode);
+    cJSON_AddItemToObject(root, "error", e);
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    enum MHD_Result ret = send_bytes(r, c, code, "application/json", text, strlen(text), allow);
+    free(text);
+    return ret;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* p50/p95/p99 of the TTFA window, in ms; returns the sample count. */
+static size_t ttfa_percentiles(koe_server *s, double *p50, double *p95, double *p99, double *miss) {
+    double v[TTFA_WINDOW];
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->ttfa_n;
+    memcpy(v, s->ttfa_ring, n * sizeof *v);
+    pthread_mutex_unlock(&s->mu);
+    *p50 = *p95 = *p99 = *miss = 0;
+    if (!n) return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    *p50 = v[(size_t)(0.50 * (double)(n - 1) + 0.5)] * 1e3;
+    *p95 = v[(size_t)(0.95 * (double)(n - 1) + 0.5)] * 1e3;
+    *p99 = v[(size_t)(0.99 * (double)(n - 1) + 0.5)] * 1e3;
+    size_t over = 0;
+    for (size_t i = 0; i < n; i++) over += v[i] * 1e3 > s->o.ttfa_target_ms;
+    *miss = (double)over / (double)n;
+    return n;
+}
+
+/* Categories against the target T (documented in docs/API.md): p95 <= T EXCELLENT,
+ * <= 2T GOOD, <= 4T NEEDS_IMPROVEMENT, else CRITICAL. */
+static const char *ttfa_category(double p95, double target, size_t n) {
+    if (!n) return "NO_DATA";
+    if (p95 <= target) return "EXCELLENT";
+    if (p95 <= 2 * target) return "GOOD";
+    if (p95 <= 4 * target) return "NEEDS_IMPROVEMENT";
+    return "CRITICAL";
+}
+
+/* ------------------------------------------------------------------ GET endpoints */
+
+static enum MHD_Result handle_voices(request *r, struct MHD_Connection *c) {
+    const koe_voices *v = koe_pipeline_voices(r->s->pipe);
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "voices");
+    for (size_t i = 0; v && i < koe_voices_count(v); i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", koe_voices_name(v, i));
+        cJSON_AddStringToObject(o, "language", koe_voices_lang(v, i));
+        cJSON_AddStringToObject(o, "gender", koe_voices_gender(v, i));
+        cJSON_AddItemToArray(arr, o);
+    }
+    return send_json(r, c, 200, root);
+}
+
+static enum MHD_Result handle_models(request *r, struct MHD_Connection *c) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "object", "list");
+    cJSON *arr = cJSON_AddArrayToObject(root, "data");
+    const char *ids[] = {"kokoro", "tts-1", "tts-1-hd"};
+    for (int i = 0; i < 3; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "id", ids[i]);
+        cJSON_AddStringToObject(m, "object", "model");
+        cJSON_AddNumberToObject(m, "created", 0);
+        cJSON_AddStringToObject(m, "owned_by", "koe");
+        cJSON_AddItemToArray(arr, m);
+    }
+    return send_json(r, c, 200, root);
+}
+
+static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
+    koe_server *s = r->s;
+    koe_pipeline_stats ps;
+    koe_pipeline_get_stats(s->pipe, &ps);
+    double p50, p95, p99, miss;
+    size_t n = ttfa_percentiles(s, &p50, &p95, &p99, &miss);
+    cJSON *root = cJSON_CreateObject();
+    int kokoro = koe_pipeline_backend(s->pipe) == KOE_BACKEND_KOKORO;
+    cJSON_AddStringToObject(root, "status", s->ready ? "online" : "initializing");
+    cJSON_AddStringToObject(root, "backend", koe_pipeline_backend_name(s->pipe));
+    cJSON_AddBoolToObject(root, "model_loaded", kokoro);
+    if (kokoro)
+        cJSON_AddStringToObject(root, "model", koe_pipeline_model_path(s->pipe));
+    else
+        cJSON_AddStringToObject(root, "hint",
+                                "espeak-ng is speaking: put kokoro-v1_0.pth in the data folder "
+                                "(koe download fetches it) or pass --model FILE for Kokoro");
+    const koe_voices *v = koe_pipeline_voices(s->pipe);
+    cJSON_AddNumberToObject(root, "voices", v ? (double)koe_voices_count(v) : 0);
+    cJSON_AddNumberToObject(root, "workers", koe_pipeline_workers(s->pipe));
+    cJSON *prov = cJSON_AddArrayToObject(root, "providers");
+    cJSON_AddItemToArray(prov, cJSON_CreateString(kokoro ? "CPU (OpenBLAS)" : "espeak-ng"));
+    cJSON *hw = cJSON_AddObjectToObject(root, "hardware_acceleration");
+    cJSON_AddBoolToObject(hw, "gpu", 0);
+    cJSON_AddNumberToObject(hw, "cpu_cores", (double)sysconf(_SC_NPROCESSORS_ONLN));
+    pthread_mutex_lock(&s->mu);
+    double avg = s->speech_total ? s->infer_ms_sum / (double)s->speech_total : 0;
+    double rate = s->speech_total ? (double)s->speech_ok / (double)s->speech_total : 1;
+    uint64_t total = s->speech_total;
+    int active = s->active_streams;
+    pthread_mutex_unlock(&s->mu);
+    cJSON *perf = cJSON_AddObjectToObject(root, "performance_stats");
+    cJSON_AddNumberToObject(perf, "average_inference_ms", round(avg * 10) / 10);
+    cJSON_AddNumberToObject(perf, "total_requests", (double)total);
+    cJSON_AddNumberToObject(perf, "success_rate", rate);
+    cJSON_AddNumberToObject(perf, "active_streams", active);
+    cJSON_AddNumberToObject(perf, "queue_depth", ps.queued);
+    cJSON_AddNumberToObject(perf, "audio_seconds", ps.audio_seconds);
+    cJSON_AddNumberToObject(perf, "real_time_factor",
+                            ps.audio_seconds > 0 ? ps.synth_seconds / ps.audio_seconds : 0);
+    cJSON *t = cJSON_AddObjectToObject(root, "ttfa");
+    cJSON_AddNumberToObject(t, "samples", (double)n);
+    cJSON_AddNumberToObject(t, "p50_ms", round(p50 * 10) / 10);
+    cJSON_AddNumberToObject(t, "p95_ms", round(p95 * 10) / 10);
+    cJSON_AddNumberToObject(t, "p99_ms", round(p99 * 10) / 10);
+    cJSON_AddNumberToObject(t, "target_ms", s->o.ttfa_target_ms);
+    cJSON_AddNumberToObject(t, "miss_rate", miss);
+    cJSON_AddStringToObject(t, "category", ttfa_category(p95, s->o.ttfa_target_ms, n));
+    return send_json(r, c, 200, root);
+}
+
+static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
+    koe_server *s = r->s;
+    koe_pipeline_stats ps;
+    koe_pipeline_get_stats(s->pipe, &ps);
+    koe_buf b = {0};
+    koe_buf_append_str(&b, "# HELP koe_requests_total HTTP requests by status code.\n"
+                           "# TYPE koe_requests_total counter\n");
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < 32 && s->statuses[i].code; i++)
+        koe_buf_printf(&b, "koe_requests_total{code=\"%d\"} %llu\n", s->statuses[i].code,
+                       (unsigned long long)s->statuses[i].n);
+    koe_buf_append_str(&b, "# HELP koe_ttfa_seconds Time to first audio byte, server side.\n"
+                           "# TYPE koe_ttfa_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        cum += s->ttfa_bucket[i];
+        koe_buf_printf(&b, "koe_ttfa_seconds_bucket{le=\"%g\"} %llu\n", ttfa_buckets[i],
+                       (unsigned long long)cum);
+    }
+    cum += s->ttfa_bucket[NBUCKETS];
+    koe_buf_printf(&b, "koe_ttfa_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    koe_buf_printf(&b, "koe_ttfa_seconds_sum %.6f\nkoe_ttfa_seconds_count %llu\n", s->ttfa_sum,
+                   (unsigned long long)s->ttfa_count);
+    int active = s->active_streams;
+    pthread_mutex_unlock(&s->mu);
+    koe_buf_printf(
+        &b,
+        "# HELP koe_active_streams Speech responses being streamed.\n"
+        "# TYPE koe_active_streams gauge\nkoe_active_streams %d\n"
+        "# HELP koe_queue_depth Jobs waiting for a worker.\n"
+        "# TYPE koe_queue_depth gauge\nkoe_queue_depth %d\n"
+        "# HELP koe_jobs_running Jobs being synthesized.\n"
+        "# TYPE koe_jobs_running gauge\nkoe_jobs_running %d\n"
+        "# HELP koe_jobs_total Finished jobs by outcome.\n"
+        "# TYPE koe_jobs_total counter\n"
+        "koe_jobs_total{outcome=\"done\"} %llu\n"
+        "koe_jobs_total{outcome=\"failed\"} %llu\n"
+        "koe_jobs_total{outcome=\"cancelled\"} %llu\n"
+        "koe_jobs_total{outcome=\"rejected\"} %llu\n"
+        "# HELP koe_audio_seconds_total Audio produced.\n"
+        "# TYPE koe_audio_seconds_total counter\nkoe_audio_seconds_total %.3f\n"
+        "# HELP koe_synthesis_seconds_total Worker time spent on jobs.\n"
+        "# TYPE koe_synthesis_seconds_total counter\nkoe_synthesis_seconds_total %.3f\n"
+        "# HELP koe_real_time_factor Synthesis time / audio time over all jobs.\n"
+        "# TYPE koe_real_time_factor gauge\nkoe_real_time_factor %.4f\n"
+        "# HELP koe_ready 1 once warm-up is done.\n# TYPE koe_ready gauge\nkoe_ready %d\n",
+        active, ps.queued, ps.running, (unsigned long long)ps.jobs_done,
+        (unsigned long long)ps.jobs_failed, (unsigned long long)ps.jobs_cancelled,
+        (unsigned long long)ps.jobs_rejected, ps.audio_seconds, ps.synth_seconds,
+        ps.audio_seconds > 0 ? ps.synth_seconds / ps.audio_seconds : 0, s->ready);
+    enum MHD_Result ret =
+        send_bytes(r, c, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, NULL);
+    koe_buf_free(&b);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ speech */
+
+/* OpenAI's voice names, mapped to Kokoro voices of a similar character (docs/API.md). */
+static const char *map_openai_voice(const char *v) {
+    static const char *const map[][2] = {
+        {"alloy", "af_alloy"}, {"ash", "am_adam"},     {"ballad", "bm_george"},
+        {"coral", "af_heart"}, {"echo", "am_echo"},    {"fable", "bm_fable"},
+        {"onyx", "am_onyx"},   {"nova", "af_nova"},    {"sage", "bf_emma"},
+        {"shimmer", "af_sky"}, {"verse", "am_michael"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(v, map[i][0])) return map[i][1];
+    return v;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    request *r = cls;
+    for (;;) {
+        koe_error err = {0};
+        ssize_t n = koe_job_read(r->job, buf, max, 1000, &err);
+        if (n > 0) {
+            if (r->t_first == 0) r->t_first = koe_now_s();
+            r->bytes_out += (size_t)n;
+            return n;
+        }
+        if (n == 0) return MHD_CONTENT_READER_END_OF_STREAM;
+        /* A failed job ends the stream without its last chunk, so the client sees it is
+         * incomplete instead of a truncated file passed off as whole. */
+        if (n == -1) {
+            fprintf(stderr, "koe: request %llu: %s\n", (unsigned long long)r->id, err.msg);
+            r->status = 500;
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+}
+
+static void stream_free(void *cls) {
+    (void)cls; /* the request owns everything */
+}
+
+static int is_blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\r\n\f\v", s[i])) return 0;
+    return 1;
+}
+
+static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int legacy_path) {
+    koe_server *s = r->s;
+    r->is_speech = 1;
+    if (!r->body.len)
+        return send_error(r, c, 400, NULL, NULL, "the request body is empty: send JSON");
+    cJSON *j = cJSON_ParseWithLength(r->body.data, r->body.len);
+    if (!j) return send_error(r, c, 400, NULL, NULL, "the request body is not valid JSON");
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return send_error(r, c, 400, NULL, NULL, "the request body must be a JSON object");
+    }
+    cJSON *input = cJSON_GetObjectItemCaseSensitive(j, "input");
+    cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
+    int legacy = legacy_path || (!input && text);
+    cJSON *in = input ? input : text;
+    const char *pname = input ? "input" : "text";
+    enum MHD_Result ret;
+#define FAIL(code, param, ...)                                                                     \
+    do {                                                                                           \
+        ret = send_error(r, c, code, param, NULL, __VA_ARGS__);                                    \
+        cJSON_Delete(j);                                                                           \
+        return ret;                                                                                \
+    } while (0)
+    if (!in) FAIL(400, "input", "missing required field 'input'");
+    if (!cJSON_IsString(in)) FAIL(400, pname, "'%s' must be a string", pname);
+    size_t len = strlen(in->valuestring);
+    if (koe_utf8_validate(in->valuestring, len) != len)
+        FAIL(400, pname, "'%s' is not valid UTF-8", pname);
+    size_t chars = 0;
+    for (size_t i = 0; i < len; i++) chars += ((unsigned char)in->valuestring[i] & 0xC0) != 0x80;
+    size_t limit = legacy && text && !input ? 4500 : s->o.max_input;
+    if (chars > limit)
+        FAIL(413, pname, "'%s' has %zu characters; the limit is %zu", pname, chars, limit);
+    if (is_blank(in->valuestring, len)) FAIL(400, pname, "'%s' is empty", pname);
+    cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
+    if (model && !cJSON_IsNull(model)) {
+        if (!cJSON_IsString(model)) FAIL(400, "model", "'model' must be a string");
+        if (strcmp(model->valuestring, "kokoro") && strcmp(model->valuestring, "tts-1") &&
+            strcmp(model->valuestring, "tts-1-hd"))
+            FAIL(400, "model", "unknown model '%.60s': use kokoro (tts-1 and tts-1-hd are aliases)",
+                 model->valuestring);
+    }
+    cJSON *voice = cJSON_GetObjectItemCaseSensitive(j, "voice");
+    const char *vname = "af_heart";
+    if (voice && !cJSON_IsNull(voice)) {
+        if (!cJSON_IsString(voice)) FAIL(400, "voice", "'voice' must be a string");
+        vname = map_openai_voice(voice->valuestring);
+    }
+    cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "response_format");
+    const char *fparam = "response_format";
+    if (!fmt) fmt = cJSON_GetObjectItemCaseSensitive(j, "format"), fparam = "format";
+    const char *fname = legacy ? "pcm" : "mp3";
+    if (fmt && !cJSON_IsNull(fmt)) {
+        if (!cJSON_IsString(fmt)) FAIL(400, fparam, "'%s' must be a string", fparam);
+        fname = fmt->valuestring;
+    }
+    koe_format format;
+    koe_error err = {0};
+    if (koe_format_parse(fname, &format, &err))
+        FAIL(400, fparam, "unknown %s '%.20s': use mp3, opus, aac, flac, wav or pcm", fparam,
+             fname);
+    double speed = 1.0;
+    cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "speed");
+    if (sp && !cJSON_IsNull(sp)) {
+        if (!cJSON_IsNumber(sp)) FAIL(400, "speed", "'speed' must be a number");
+        speed = sp->valuedouble;
+        if (!(speed >= 0.25 && speed <= 4.0))
+            FAIL(400, "speed", "'speed' must be between 0.25 and 4.0 (got %g)", speed);
+    }
+    int stream = 1;
+    cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "stream");
+    if (st && !cJSON_IsNull(st)) {
+        if (!cJSON_IsBool(st)) FAIL(400, "stream", "'stream' must be true or false");
+        stream = cJSON_IsTrue(st);
+    }
+    const char *lang = NULL;
+    cJSON *lg = cJSON_GetObjectItemCaseSensitive(j, "lang");
+    if (!lg) lg = cJSON_GetObjectItemCaseSensitive(j, "language");
+    if (lg && !cJSON_IsNull(lg)) {
+        if (!cJSON_IsString(lg)) FAIL(400, "lang", "'lang' must be a string");
+        lang = lg->valuestring;
+    }
+    koe_speech_request sr = {.text = in->valuestring,
+                             .len = len,
+                             .voice = vname,
+                             .lang = lang,
+                             .speed = (float)speed,
+                             .format = format,
+                             .normalize = s->o.normalize};
+    snprintf(r->voice, sizeof r->voice, "%s", vname);
+    snprintf(r->format, sizeof r->format, "%s", koe_format_name(format));
+    r->chars = chars;
+    r->stream = stream;
+    r->job = koe_pipeline_submit(s->pipe, &sr, &err);
+    if (!r->job) {
+        if (err.code == KOE_ERR_LIMIT) FAIL(503, NULL, "%s; retry shortly", err.msg);
+        const char *param = err.code == KOE_ERR_NOT_FOUND ? "voice"
+                            : strstr(err.msg, "speed")    ? "speed"
+                            : strstr(err.msg, "input")    ? pname
+                                                          : (lang ? "lang" : "voice");
+        FAIL(400, param, "%s", err.msg);
+    }
+    cJSON_Delete(j);
+#undef FAIL
+    pthread_mutex_lock(&s->mu);
+    s->active_streams++;
+    pthread_mutex_unlock(&s->mu);
+    char id[32];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
+    struct MHD_Response *resp;
+    if (stream) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, stream_reader, r,
+                                                 stream_free);
+    } else {
+        /* Not streamed: the whole file, with its length, or an error status. */
+        koe_buf all = {0};
+        char chunk[32768];
+        ssize_t n;
+        for (;;) {
+            koe_error e2 = {0};
+            n = koe_job_read(r->job, chunk, sizeof chunk, 1000, &e2);
+            if (n > 0) {
+                if (r->t_first == 0) r->t_first = koe_now_s();
+                if (koe_buf_append(&all, chunk, (size_t)n)) n = -1;
+            }
+            if (n == 0 || n == -1) {
+                if (n == -1) err = e2;
+                break;
+            }
+        }
+        if (n == -1) {
+            koe_buf_free(&all);
+            return send_error(r, c, 500, NULL, NULL, "synthesis failed: %s", err.msg);
+        }
+        r->bytes_out = all.len;
+        resp = MHD_create_response_from_buffer(all.len, all.data ? all.data : (void *)"",
+                                               MHD_RESPMEM_MUST_COPY);
+        koe_buf_free(&all);
+    }
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", koe_format_mime(format));
+    MHD_add_response_header(resp, "X-Request-Id", id);
+    MHD_add_response_header(resp, "X-Koe-Backend", koe_pipeline_backend_name(s->pipe));
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    r->status = 200;
+    r->answered = 1;
+    return ret;
+}
+
+/* ------------------------------------------------------------------ routing */
+
+static int authorized(koe_server *s, struct MHD_Connection *c) {
+    if (!s->o.api_key || !*s->o.api_key) return 1;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7)) return 0;
+    h += 7;
+    /* Constant time over the key's length: no early exit on the first differing byte. */
+    size_t kl = strlen(s->o.api_key), hl = strlen(h);
+    unsigned diff = (unsigned)(kl ^ hl);
+    for (size_t i = 0; i < kl; i++)
+        diff |= (unsigned char)s->o.api_key[i] ^ (unsigned char)(i < hl ? h[i] : 0);
+    return diff == 0;
+}
+
+static enum MHD_Result route(request *r, struct MHD_Connection *c, const char *url,
+                             const char *method) {
+    koe_server *s = r->s;
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    if (!strcmp(url, "/health")) {
+        if (!get) return send_error(r, c, 405, NULL, "GET, HEAD", "use GET on /health");
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "status", s->ready ? "online" : "initializing");
+        cJSON_AddStringToObject(o, "backend", koe_pipeline_backend_name(s->pipe));
+        return send_json(r, c, s->ready ? 200 : 503, o);
+    }
+    int api = !strncmp(url, "/v1/", 4) || !strcmp(url, "/audio/speech") ||
+              !strcmp(url, "/voices") || !strcmp(url, "/status");
+    if (api && !authorized(s, c))
+        return send_error(r, c, 401, NULL, NULL,
+                          "missing or wrong API key (Authorization: Bearer)");
+    if (!strcmp(url, "/v1/audio/speech") || !strcmp(url, "/audio/speech")) {
+        if (!post) return send_error(r, c, 405, NULL, "POST", "use POST on %s", url);
+        if (r->too_large)
+            return send_error(r, c, 413, NULL, NULL, "the request body is over %zu bytes",
+                              s->o.max_body);
+        return handle_speech(r, c, !strcmp(url, "/audio/speech"));
+    }
+    struct {
+        const char *path;
+        enum MHD_Result (*fn)(request *, struct MHD_Connection *);
+    } gets[] = {{"/v1/audio/voices", handle_voices},
+                {"/voices", handle_voices},
+                {"/v1/models", handle_models},
+                {"/status", handle_status},
+                {"/metrics", handle_metrics}};
+    for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++)
+        if (!strcmp(url, gets[i].path)) {
+            if (!get) return send_error(r, c, 405, NULL, "GET, HEAD", "use GET on %s", url);
+            return gets[i].fn(r, c);
+        }
+    const koe_web_asset *a = koe_web_asset_find(url);
+    if (a) {
+        if (!get) return send_error(r, c, 405, NULL, "GET, HEAD", "use GET on %s", url);
+        return send_bytes(r, c, 200, a->mime, a->data, a->len, NULL);
+    }
+    return send_error(r, c, 404, NULL, NULL, "no such endpoint: %s %.200s", method, url);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+    (void)version;
+    koe_server *s = cls;
+    request *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        r->s = s;
+        r->t_arrival = koe_now_s();
+        pthread_mutex_lock(&s->mu);
+        r->id = ++s->next_id;
+        s->in_flight++;
+        pthread_mutex_unlock(&s->mu);
+        *con_cls = r;
+        /* A body announced too large is refused before a byte of it is read. */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->o.max_body) {
+            r->too_large = 1;
+            return send_error(r, c, 413, NULL, NULL, "the request body is over %zu bytes",
+                              s->o.max_body);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!r->too_large && r->body.len + *upload_size <= s->o.max_body) {
+            if (koe_buf_append(&r->body, upload, *upload_size)) return MHD_NO;
+        } else {
+            r->too_large = 1; /* chunked upload past the limit: drop the rest */
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->answered) return MHD_YES;
+    return route(r, c, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)c;
+    koe_server *s = cls;
+    request *r = *con_cls;
+    if (!r) return;
+    double now = koe_now_s();
+    int status = r->status ? r->status : 500;
+    int client_gone = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    koe_job_times jt = {0};
+    if (r->job) {
+        koe_job_get_times(r->job, &jt);
+        koe_job_release(r->job); /* cancels the synthesis if it is still running */
+    }
+    count_status(s, status);
+    double ttfa = r->t_first > 0 ? r->t_first - r->t_arrival : -1;
+    pthread_mutex_lock(&s->mu);
+    s->in_flight--;
+    if (r->job) {
+        s->active_streams--;
+        s->speech_total++;
+        if (status == 200 && !client_gone) s->speech_ok++;
+        s->infer_ms_sum += jt.first_synth * 1e3;
+    }
+    if (ttfa >= 0) {
+        size_t b = 0;
+        while (b < NBUCKETS && ttfa > ttfa_buckets[b]) b++;
+        s->ttfa_bucket[b]++;
+        s->ttfa_sum += ttfa;
+        s->ttfa_count++;
+        s->ttfa_ring[s->ttfa_pos] = ttfa;
+        s->ttfa_pos = (s->ttfa_pos + 1) % TTFA_WINDOW;
+        if (s->ttfa_n < TTFA_WINDOW) s->ttfa_n++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (r->is_speech || status >= 400)
+        fprintf(
+            stderr,
+            "{\"request\":%llu,\"status\":%d,\"ttfa_ms\":%.1f,\"total_ms\":%.1f,\"bytes\":%zu,"
+            "\"chars\":%zu,\"voice\":\"%s\",\"format\":\"%s\",\"queue_ms\":%.1f,"
+            "\"front_end_ms\":%.1f,\"first_synth_ms\":%.1f,\"audio_s\":%.2f,\"outcome\":\"%s\"}\n",
+            (unsigned long long)r->id, status, ttfa >= 0 ? ttfa * 1e3 : -1.0,
+            (now - r->t_arrival) * 1e3, r->bytes_out, r->chars, r->voice, r->format,
+            jt.queue_wait * 1e3, jt.front_end * 1e3, jt.first_synth * 1e3, jt.audio_seconds,
+            client_gone ? "client_gone" : "complete");
+    koe_buf_free(&r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+koe_server *koe_server_start(const koe_server_opts *opts, koe_pipeline *pipeline, koe_error *err) {
+    koe_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    s->o = *opts;
+    if (!s->o.host) s->o.host = "127.0.0.1";
+    if (!s->o.max_body) s->o.max_body = 2u << 20;
+    if (!s->o.max_input) s->o.max_input = 100000;
+    if (s->o.timeout_s <= 0) s->o.timeout_s = 30;
+    if (s->o.max_connections <= 0) s->o.max_connections = 256;
+    if (s->o.max_per_ip <= 0) s->o.max_per_ip = 64;
+    if (s->o.ttfa_target_ms <= 0) s->o.ttfa_target_ms = 150;
+    s->pipe = pipeline;
+    pthread_mutex_init(&s->mu, NULL);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->o.port)};
+    if (inet_pton(AF_INET, s->o.host, &addr.sin_addr) != 1) {
+        koe_error_set(err, KOE_ERR_INVALID, "--host %s is not an IPv4 address", s->o.host);
+        free(s);
+        return NULL;
+    }
+    s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                MHD_USE_ITC | MHD_USE_ERROR_LOG,
+                            (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)s->o.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            (unsigned)s->o.max_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        koe_error_set(err, KOE_ERR_IO, "cannot listen on %s:%d (in use, or not permitted)",
+                      s->o.host, s->o.port);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : s->o.port;
+    return s;
+}
+
+int koe_server_port(const koe_server *s) {
+    return s->port;
+}
+void koe_server_set_ready(koe_server *s, int ready) {
+    s->ready = ready;
+}
+
+int koe_server_active(koe_server *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->in_flight;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void koe_server_stop(koe_server *s, double drain_s) {
+    if (!s) return;
+    MHD_socket fd = MHD_quiesce_daemon(s->d); /* no new connections */
+    double until = koe_now_s() + drain_s;
+    while (koe_server_active(s) > 0 && koe_now_s() < until) usleep(20000);
+    MHD_stop_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
