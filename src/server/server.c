@@ -615,8 +615,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     request *r = *con_cls;
     if (!r) return;
     double now = koe_now_s();
-    int status = r->status ? r->status : 500;
     int client_gone = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    /* 499 (as nginx logs it): the client left before any answer was queued */
+    int status = r->status ? r->status : client_gone ? 499 : 500;
     koe_job_times jt = {0};
     if (r->job) {
         koe_job_get_times(r->job, &jt);
