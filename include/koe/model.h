@@ -28,6 +28,39 @@ typedef struct koe_stage_tap {
     void *user;
 } koe_stage_tap;
 
-/* TODO(model engineer): the model/context API follows below. */
+#define KOE_MODEL_SAMPLE_RATE 24000
+#define KOE_MODEL_MAX_TOKENS  512 /* ids per call, pads included */
+
+typedef struct koe_model koe_model;
+typedef struct koe_ctx koe_ctx;
+
+/* Loads a Kokoro-82M checkpoint (.pth or safetensors) and prepares every part (weight norm
+ * folded, convolutions packed). config_path: the model's config.json, for the PL-BERT layer and
+ * head counts (NULL = the full Kokoro-82M config). Every tensor the parts need is checked for
+ * presence and shape, and a tensor no part uses is an error that names it. */
+koe_model *koe_model_load(const char *weights_path, const char *config_path, koe_error *err);
+void koe_model_free(koe_model *m);
+
+/* A context: its own thread pool (n_threads including the caller) and scratch memory, grown
+ * for longer inputs and reused. Any number of contexts may share one model. */
+koe_ctx *koe_ctx_new(const koe_model *m, int n_threads, koe_error *err);
+void koe_ctx_free(koe_ctx *c);
+
+typedef struct koe_synth_out {
+    const float *audio; /* n_samples at 24 kHz; owned by the context until its next call */
+    int64_t n_samples;
+    const int32_t *durations; /* frames per token (n_tokens, pads included) */
+    int n_tokens;
+    int frames;             /* F = sum of durations (40 per second) */
+    double text_seconds;    /* PL-BERT, predictor, text encoder */
+    double decoder_seconds; /* decoder + generator */
+} koe_synth_out;
+
+/* ids: n_ids token ids with the pad 0 at both ends (3 <= n_ids <= KOE_MODEL_MAX_TOKENS);
+ * ref_s: the voice's 256-float style row; speed > 0. cancel (may be NULL) is polled between
+ * stages: a set flag returns KOE_ERR_CANCELLED. */
+int koe_synthesize(koe_ctx *c, const int32_t *ids, int n_ids, const float ref_s[256], float speed,
+                   koe_noise noise, const koe_stage_tap *tap, volatile const int *cancel,
+                   koe_synth_out *out, koe_error *err);
 
 #endif

@@ -1,0 +1,242 @@
+/* The Kokoro-82M engine: the parts wired in the order of kokoro-model.md, one shared read-only
+ * model, per-context scratch. */
+#include "koe/model.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "koe/base.h"
+#include "koe/weights.h"
+#include "model/albert.h"
+#include "model/decoder.h"
+#include "model/generator.h"
+#include "model/pool.h"
+#include "model/predictor.h"
+#include "model/text_encoder.h"
+
+#define STYLE 128
+
+struct koe_model {
+    koe_albert *albert;
+    koe_predictor *pred;
+    koe_text_encoder *te;
+    koe_decoder *dec;
+    koe_generator *gen;
+    int H, vocab;
+};
+
+struct koe_ctx {
+    const koe_model *m;
+    koe_pool *pool;
+    float *mem; /* one arena: buffers + the largest stage's scratch */
+    size_t mem_floats;
+    int32_t *dur;
+    int64_t *ids64;
+};
+
+static int read_config(const char *path, koe_albert_config *ac, koe_error *err) {
+    memset(ac, 0, sizeof *ac); /* 0 = the full model's 12 layers, 12 heads */
+    if (!path) return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return koe_error_set(err, KOE_ERR_IO, "cannot open config %s", path);
+    koe_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (koe_buf_append(&b, chunk, n)) break;
+    fclose(f);
+    cJSON *c = cJSON_ParseWithLength(b.data ? b.data : "", b.len);
+    koe_buf_free(&b);
+    if (!c) return koe_error_set(err, KOE_ERR_FORMAT, "config %s is not JSON", path);
+    cJSON *pl = cJSON_GetObjectItem(c, "plbert");
+    cJSON *l = cJSON_GetObjectItem(pl, "num_hidden_layers"),
+          *h = cJSON_GetObjectItem(pl, "num_attention_heads");
+    if (cJSON_IsNumber(l) && l->valueint > 0 && l->valueint <= 64) ac->n_layers = l->valueint;
+    if (cJSON_IsNumber(h) && h->valueint > 0 && h->valueint <= 64) ac->n_heads = h->valueint;
+    cJSON_Delete(c);
+    return 0;
+}
+
+void koe_model_free(koe_model *m) {
+    if (!m) return;
+    koe_albert_free(m->albert);
+    koe_predictor_free(m->pred);
+    koe_text_encoder_free(m->te);
+    koe_decoder_free(m->dec);
+    koe_generator_free(m->gen);
+    free(m);
+}
+
+koe_model *koe_model_load(const char *weights_path, const char *config_path, koe_error *err) {
+    koe_albert_config ac;
+    if (read_config(config_path, &ac, err)) return NULL;
+    koe_weights *w = koe_weights_open(weights_path, err);
+    if (!w) return NULL;
+    koe_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        koe_weights_close(w);
+        koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    int ok = (m->albert = koe_albert_new(koe_weights_lookup, w, &ac, err)) &&
+             (m->pred = koe_predictor_new(koe_weights_lookup, w, err)) &&
+             (m->te = koe_text_encoder_new(koe_weights_lookup, w, err));
+    if (ok) {
+        m->H = koe_text_encoder_width(m->te);
+        m->vocab = koe_text_encoder_vocab(m->te);
+        ok = (m->dec = koe_decoder_new(koe_weights_lookup, w, m->H, STYLE, err)) &&
+             (m->gen = koe_generator_new_lookup(koe_weights_lookup, w, err));
+    }
+    if (ok && (koe_albert_out_width(m->albert) != m->H || koe_predictor_width(m->pred) != m->H ||
+               koe_decoder_out_width(m->dec) != koe_generator_width(m->gen))) {
+        koe_error_set(err, KOE_ERR_FORMAT, "the parts of %s disagree on their widths",
+                      weights_path);
+        ok = 0;
+    }
+    if (ok) {
+        static const char *const unused_ok[] = {"bert.pooler.", "bert.embeddings.position_ids",
+                                                NULL};
+        const char *extra = koe_weights_first_unused(w, unused_ok);
+        if (extra) {
+            koe_error_set(err, KOE_ERR_FORMAT, "%s holds a tensor Kokoro does not have: %s",
+                          weights_path, extra);
+            ok = 0;
+        }
+    }
+    /* Every part copied what it needs: the file can go. */
+    koe_weights_close(w);
+    if (!ok) {
+        koe_error_prefix(err, "%s: ", weights_path);
+        koe_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+koe_ctx *koe_ctx_new(const koe_model *m, int n_threads, koe_error *err) {
+    koe_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    c->m = m;
+    c->pool = koe_pool_new(n_threads > 0 ? n_threads : 1, err);
+    c->dur = malloc(KOE_MODEL_MAX_TOKENS * sizeof *c->dur);
+    c->ids64 = malloc(KOE_MODEL_MAX_TOKENS * sizeof *c->ids64);
+    if (!c->pool || !c->dur || !c->ids64) {
+        if (c->pool) koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+        koe_ctx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void koe_ctx_free(koe_ctx *c) {
+    if (!c) return;
+    koe_pool_free(c->pool);
+    free(c->mem);
+    free(c->dur);
+    free(c->ids64);
+    free(c);
+}
+
+static size_t mx(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
+static int reserve(koe_ctx *c, size_t floats, koe_error *err) {
+    if (floats <= c->mem_floats) return 0;
+    float *p = realloc(c->mem, floats * sizeof *p);
+    if (!p)
+        return koe_error_set(err, KOE_ERR_NOMEM, "out of memory (%zu MB of scratch)",
+                             floats * 4 >> 20);
+    c->mem = p;
+    c->mem_floats = floats;
+    return 0;
+}
+
+int koe_synthesize(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256], float speed,
+                   koe_noise noise, const koe_stage_tap *tap, volatile const int *cancel,
+                   koe_synth_out *out, koe_error *err) {
+    const koe_model *m = c->m;
+    memset(out, 0, sizeof *out);
+    if (T < 3 || T > KOE_MODEL_MAX_TOKENS)
+        return koe_error_set(err, KOE_ERR_INVALID, "%d token ids (with pads) is outside 3..%d", T,
+                             KOE_MODEL_MAX_TOKENS);
+    if (!(speed > 0.0f && speed <= 10.0f))
+        return koe_error_set(err, KOE_ERR_INVALID, "speed %g is outside (0, 10]", speed);
+    for (int i = 0; i < T; i++) {
+        if (ids[i] < 0 || ids[i] >= m->vocab)
+            return koe_error_set(err, KOE_ERR_INVALID, "token id %d at %d is outside 0..%d", ids[i],
+                                 i, m->vocab - 1);
+        c->ids64[i] = ids[i];
+    }
+    const float *s_dec = ref_s, *s_pro = ref_s + STYLE;
+    size_t H = (size_t)m->H, Tz = (size_t)T, D = H + STYLE;
+    double t0 = koe_now_s();
+    /* 1. text side up to the durations: d_en [T,H], d [T,H+st] */
+    size_t s1 = mx(koe_albert_scratch_floats(m->albert, T, c->pool),
+                   koe_predictor_dur_scratch_floats(m->pred, T, c->pool));
+    s1 = mx(s1, koe_text_encoder_scratch_floats(m->te, T, c->pool));
+    if (reserve(c, Tz * H + Tz * D + Tz * H + s1, err)) return KOE_ERR_NOMEM;
+    float *d_en = c->mem, *d = d_en + Tz * H, *t_en = d + Tz * D, *scr = t_en + Tz * H;
+    int F = 0, rc;
+    rc = koe_albert_run(m->albert, c->pool, scr, c->ids64, T, tap, d_en, err);
+    if (!rc)
+        rc = koe_predictor_durations(m->pred, c->pool, scr, d_en, T, s_pro, speed, tap, d, c->dur,
+                                     &F, err);
+    if (!rc) rc = koe_text_encoder_run(m->te, c->pool, scr, c->ids64, T, tap, t_en, err);
+    if (rc) return rc;
+    if (cancel && *cancel) return koe_error_set(err, KOE_ERR_CANCELLED, "cancelled");
+    /* 2. frames: f0, n [2F], asr [H,F], then the decoder and generator. Layout after d/t_en
+     * (kept): f0, n, asr, gen_in [W2, 2F], audio [600F], scratch. */
+    size_t Fz = (size_t)F, W2 = (size_t)koe_decoder_out_width(m->dec);
+    size_t s2 = mx(koe_predictor_f0n_scratch_floats(m->pred, T, F, c->pool),
+                   koe_decoder_scratch_floats(m->dec, F, c->pool));
+    s2 = mx(s2, koe_generator_scratch_floats(m->gen, 2 * F, c->pool));
+    size_t base = Tz * H + Tz * D + Tz * H;
+    size_t need = base + 4 * Fz + H * Fz + W2 * 2 * Fz + (size_t)koe_generator_samples(2 * F) + s2;
+    if (reserve(c, need, err)) return KOE_ERR_NOMEM;
+    d_en = c->mem;
+    d = d_en + Tz * H;
+    t_en = d + Tz * D;
+    float *f0 = c->mem + base, *n = f0 + 2 * Fz, *asr = n + 2 * Fz, *gen_in = asr + H * Fz;
+    float *audio = gen_in + W2 * 2 * Fz, *scr2 = audio + koe_generator_samples(2 * F);
+    rc = koe_predictor_f0n(m->pred, c->pool, scr2, d, T, c->dur, F, s_pro, tap, cancel, f0, n, err);
+    if (rc) return rc;
+    koe_align_expand(t_en, (int)H, T, c->dur, asr);
+    if (tap && tap->fn) {
+        int64_t shape[3] = {1, (int64_t)H, F};
+        tap->fn(tap->user, "asr", asr, 3, shape);
+    }
+    double t1 = koe_now_s();
+    rc = koe_decoder_run(m->dec, c->pool, scr2, asr, F, f0, n, s_dec, tap, cancel, gen_in, err);
+    if (!rc)
+        rc = koe_generator_run(m->gen, c->pool, scr2, gen_in, 2 * F, f0, s_dec, noise, tap, cancel,
+                               audio, err);
+    if (rc) return rc;
+    out->audio = audio;
+    out->n_samples = koe_generator_samples(2 * F);
+    out->durations = c->dur;
+    out->n_tokens = T;
+    out->frames = F;
+    out->text_seconds = t1 - t0;
+    out->decoder_seconds = koe_now_s() - t1;
+    return 0;
+}
+
+/* For the case checker (model/check.c), which runs the generator from a reference STFT. */
+const koe_generator *koe_model_generator(const koe_model *m);
+const koe_model *koe_ctx_model(const koe_ctx *c);
+koe_pool *koe_ctx_pool(koe_ctx *c);
+const koe_generator *koe_model_generator(const koe_model *m) {
+    return m->gen;
+}
+const koe_model *koe_ctx_model(const koe_ctx *c) {
+    return c->m;
+}
+koe_pool *koe_ctx_pool(koe_ctx *c) {
+    return c->pool;
+}

@@ -1,0 +1,166 @@
+/* The whole engine against the reference vectors, stage by stage, from the committed tiny .pth
+ * (the two committed cases) and, when ../shared/vectors is present, every case there. Also:
+ * the seeded noise mode replays, contexts on one model agree across threads, cancellation,
+ * bad inputs. */
+#include "harness.h"
+#include "koe/model.h"
+#include "model/check.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static koe_model *model;
+static char weights[1024], config[1024];
+
+static void check_dir(const char *root) {
+    DIR *d = opendir(root);
+    if (!d) {
+        printf("  (no %s)\n", root);
+        return;
+    }
+    koe_error err = {0};
+    koe_ctx *c = koe_ctx_new(model, 2, &err);
+    KT_CHECK(c != NULL, "%s", err.msg);
+    struct dirent *e;
+    int cases = 0;
+    while (c && (e = readdir(d))) {
+        if (strncmp(e->d_name, "case", 4)) continue;
+        char dir[2048];
+        snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
+        koe_check_report rep;
+        int rc = koe_model_check_case(c, dir, &rep, &err);
+        KT_CHECK(rc == 0, "%s: %s", e->d_name, err.msg);
+        if (rc) continue;
+        cases++;
+        printf("  %s: T=%d F=%d/%d %s", e->d_name, rep.tokens, rep.frames_got, rep.frames_ref,
+               rep.pass ? "pass" : "FAIL");
+        double worst = 0;
+        const char *worst_name = "";
+        for (int i = 0; i < rep.n; i++)
+            if (rep.stage[i].compared && !rep.stage[i].info_only && rep.stage[i].tol > 0 &&
+                rep.stage[i].max_rel / rep.stage[i].tol > worst)
+                worst = rep.stage[i].max_rel / rep.stage[i].tol, worst_name = rep.stage[i].name;
+        printf(" (closest to its tolerance: %s at %.2f of it)\n", worst_name, worst);
+        KT_CHECK(rep.pass, "%s: first failing stage %s", e->d_name, rep.first_failure);
+        KT_CHECK(rep.dur_mismatches == 0 && rep.frames_got == rep.frames_ref,
+                 "%s: durations equal (%d mismatches)", e->d_name, rep.dur_mismatches);
+        int stages = 0;
+        for (int i = 0; i < rep.n; i++) stages += rep.stage[i].compared && !rep.stage[i].info_only;
+        KT_CHECK(stages >= 15, "%s: %d stages compared", e->d_name, stages);
+    }
+    closedir(d);
+    KT_CHECK(cases > 0, "cases found in %s", root);
+    koe_ctx_free(c);
+}
+
+static void test_committed_cases(void) {
+    char root[1024];
+    snprintf(root, sizeof root, "%s/kokoro-tiny", kt_env("KOE_TEST_DATA", "tests/data"));
+    check_dir(root);
+}
+
+static void test_shared_cases(void) {
+    char root[1024];
+    snprintf(root, sizeof root, "%s/kokoro-tiny",
+             kt_env("KOE_SHARED_VECTORS", "../shared/vectors"));
+    check_dir(root);
+}
+
+static const int32_t ids[] = {0, 50, 83, 156, 43, 102, 16, 61, 123, 54, 0};
+#define NIDS (int)(sizeof ids / sizeof ids[0])
+
+static float style[256];
+
+static void run(koe_ctx *c, koe_noise n, float **audio, int64_t *len) {
+    koe_error err = {0};
+    koe_synth_out out;
+    int rc = koe_synthesize(c, ids, NIDS, style, 1.0f, n, NULL, NULL, &out, &err);
+    KT_CHECK(rc == 0, "%s", err.msg);
+    *len = rc ? 0 : out.n_samples;
+    *audio = malloc((size_t)(*len ? *len : 1) * sizeof **audio);
+    if (*len) memcpy(*audio, out.audio, (size_t)*len * sizeof **audio);
+}
+
+static void test_seeded_noise(void) {
+    koe_error err = {0};
+    koe_ctx *c = koe_ctx_new(model, 1, &err);
+    float *a, *b, *x;
+    int64_t la, lb, lx;
+    run(c, (koe_noise){KOE_NOISE_RANDOM, 7}, &a, &la);
+    run(c, (koe_noise){KOE_NOISE_RANDOM, 7}, &b, &lb);
+    run(c, (koe_noise){KOE_NOISE_RANDOM, 8}, &x, &lx);
+    KT_CHECK(la > 0 && la == lb && !memcmp(a, b, (size_t)la * 4), "same seed, same audio");
+    KT_CHECK(la == lx && memcmp(a, x, (size_t)la * 4), "another seed, other audio");
+    double e = 0;
+    for (int64_t i = 0; i < la; i++) e += (double)a[i] * a[i];
+    KT_CHECK(e > 0 && isfinite(e), "audio is finite and not silent");
+    free(a), free(b), free(x);
+    koe_ctx_free(c);
+}
+
+typedef struct thread_run {
+    koe_ctx *c;
+    float *audio;
+    int64_t len;
+} thread_run;
+
+static void *thread_main(void *arg) {
+    thread_run *t = arg;
+    run(t->c, (koe_noise){KOE_NOISE_TEST, 0}, &t->audio, &t->len);
+    return NULL;
+}
+
+static void test_contexts_in_threads(void) {
+    koe_error err = {0};
+    thread_run t[2] = {{koe_ctx_new(model, 1, &err), 0, 0}, {koe_ctx_new(model, 2, &err), 0, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, thread_main, &t[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    double diff = 0;
+    for (int64_t i = 0; i < t[0].len && i < t[1].len; i++)
+        diff = fmax(diff, fabs((double)t[0].audio[i] - t[1].audio[i]));
+    KT_CHECK(t[0].len == t[1].len && t[0].len > 0 && diff < 1e-5,
+             "two contexts (1 and 2 threads) on one model agree: max diff %g", diff);
+    for (int i = 0; i < 2; i++) {
+        free(t[i].audio);
+        koe_ctx_free(t[i].c);
+    }
+}
+
+static void test_bad_input_and_cancel(void) {
+    koe_error err = {0};
+    koe_ctx *c = koe_ctx_new(model, 1, &err);
+    koe_synth_out out;
+    koe_noise n = {KOE_NOISE_TEST, 0};
+    int32_t bad[] = {0, 5000, 0};
+    KT_EXPECT(koe_synthesize(c, bad, 3, style, 1, n, NULL, NULL, &out, &err) == KOE_ERR_INVALID);
+    KT_EXPECT(koe_synthesize(c, ids, 2, style, 1, n, NULL, NULL, &out, &err) == KOE_ERR_INVALID);
+    KT_EXPECT(koe_synthesize(c, ids, NIDS, style, 0, n, NULL, NULL, &out, &err) == KOE_ERR_INVALID);
+    volatile int cancel = 1;
+    KT_EXPECT(koe_synthesize(c, ids, NIDS, style, 1, n, NULL, &cancel, &out, &err) ==
+              KOE_ERR_CANCELLED);
+    koe_ctx_free(c);
+    KT_EXPECT(koe_model_load("/nonexistent.pth", config, &err) == NULL && err.msg[0]);
+}
+
+int main(void) {
+    const char *td = kt_env("KOE_TEST_DATA", "tests/data");
+    snprintf(weights, sizeof weights, "%s/kokoro-tiny/kokoro-tiny-seed1.pth", td);
+    snprintf(config, sizeof config, "%s/kokoro-tiny/kokoro-tiny-seed1.config.json", td);
+    koe_error err = {0};
+    model = koe_model_load(weights, config, &err);
+    KT_CHECK(model != NULL, "load %s: %s", weights, err.msg);
+    if (!model) return kt_finish();
+    for (int i = 0; i < 256; i++) style[i] = 0.1f * sinf((float)i);
+    kt_run("committed reference cases, stage by stage", test_committed_cases);
+    kt_run("shared reference cases, stage by stage", test_shared_cases);
+    kt_run("seeded noise replays", test_seeded_noise);
+    kt_run("contexts in threads agree", test_contexts_in_threads);
+    kt_run("bad input and cancellation", test_bad_input_and_cancel);
+    koe_model_free(model);
+    return kt_finish();
+}
