@@ -171,62 +171,188 @@ static void test_safetensors_dtypes(void) {
     free(f);
 }
 
-/* A minimal zip of stored entries, for crafted checkpoints. */
+/* A minimal zip of stored entries, for crafted checkpoints; with zip64 set, every size and
+ * offset the format allows is moved to the zip64 records (as a file over 4 GiB would have it). */
+static unsigned char *zp;
+static size_t zpos;
+static void put(uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++) zp[zpos++] = (unsigned char)(v >> (8 * i));
+}
+static void put_bytes(const void *p, size_t n) {
+    memcpy(zp + zpos, p, n);
+    zpos += n;
+}
+
+static size_t make_zip_ex(unsigned char *out, const char *const *names,
+                          const unsigned char *const *data, const size_t *sizes, int n, int zip64) {
+    size_t offs[8];
+    zp = out;
+    zpos = 0;
+    for (int i = 0; i < n; i++) {
+        offs[i] = zpos;
+        put(0x04034b50u, 4);
+        put(20, 2), put(0, 2), put(0, 2), put(0, 2), put(0, 2); /* version, flags, method, time */
+        put(0, 4), put(sizes[i], 4), put(sizes[i], 4);          /* crc, sizes */
+        put(strlen(names[i]), 2), put(0, 2);
+        put_bytes(names[i], strlen(names[i]));
+        put_bytes(data[i], sizes[i]);
+    }
+    size_t cd = zpos;
+    for (int i = 0; i < n; i++) {
+        put(0x02014b50u, 4);
+        put(45, 2), put(45, 2), put(0, 2), put(0, 2), put(0, 2), put(0, 2);
+        put(0, 4);
+        put(zip64 ? 0xFFFFFFFFu : sizes[i], 4), put(zip64 ? 0xFFFFFFFFu : sizes[i], 4);
+        put(strlen(names[i]), 2), put(zip64 ? 4 + 24 : 0, 2), put(0, 2);
+        put(0, 2), put(0, 2), put(0, 4);
+        put(zip64 ? 0xFFFFFFFFu : offs[i], 4);
+        put_bytes(names[i], strlen(names[i]));
+        if (zip64) { /* extra field 1: uncompressed size, compressed size, local offset */
+            put(1, 2), put(24, 2);
+            put(sizes[i], 8), put(sizes[i], 8), put(offs[i], 8);
+        }
+    }
+    size_t cds = zpos - cd;
+    if (zip64) {
+        size_t e64 = zpos;
+        put(0x06064b50u, 4), put(44, 8), put(45, 2), put(45, 2), put(0, 4), put(0, 4);
+        put((uint64_t)n, 8), put((uint64_t)n, 8), put(cds, 8), put(cd, 8);
+        put(0x07064b50u, 4), put(0, 4), put(e64, 8), put(1, 4); /* locator */
+    }
+    put(0x06054b50u, 4), put(0, 2), put(0, 2);
+    put(zip64 ? 0xFFFF : (unsigned)n, 2), put(zip64 ? 0xFFFF : (unsigned)n, 2);
+    put(zip64 ? 0xFFFFFFFFu : cds, 4), put(zip64 ? 0xFFFFFFFFu : cd, 4), put(0, 2);
+    return zpos;
+}
+
 static size_t make_zip(unsigned char *out, const char *const *names,
                        const unsigned char *const *data, const size_t *sizes, int n) {
-    size_t p = 0, offs[8];
-#define PUT16(v) (out[p++] = (unsigned char)(v), out[p++] = (unsigned char)((v) >> 8))
-#define PUT32(v) (PUT16((v)&0xFFFF), PUT16(((uint32_t)(v)) >> 16))
-    for (int i = 0; i < n; i++) {
-        offs[i] = p;
-        PUT32(0x04034b50u);
-        PUT16(20);
-        PUT16(0);
-        PUT16(0);
-        PUT16(0);
-        PUT16(0);
-        PUT32(0);
-        PUT32(sizes[i]);
-        PUT32(sizes[i]);
-        PUT16(strlen(names[i]));
-        PUT16(0);
-        memcpy(out + p, names[i], strlen(names[i]));
-        p += strlen(names[i]);
-        memcpy(out + p, data[i], sizes[i]);
-        p += sizes[i];
+    return make_zip_ex(out, names, data, sizes, n, 0);
+}
+
+/* The pickle torch.save writes for {'t': tensor} with the given view of a FloatStorage '0' of
+ * `storage_n` elements (integers as 8-byte LONG1, as pickle does for large values). */
+static size_t tensor_pickle(unsigned char *out, int64_t storage_n, int64_t offset, int ndim,
+                            const int64_t *shape, const int64_t *stride) {
+    zp = out;
+    zpos = 0;
+#define STR(lit) (put('X', 1), put(sizeof lit - 1, 4), put_bytes(lit, sizeof lit - 1))
+#define INT(v)   (put(0x8a, 1), put(8, 1), put((uint64_t)(v), 8))
+    put_bytes("\x80\x02}", 3);
+    STR("t");
+    put_bytes("ctorch._utils\n_rebuild_tensor_v2\n((", 35);
+    STR("storage");
+    put_bytes("ctorch\nFloatStorage\n", 20);
+    STR("0");
+    STR("cpu");
+    INT(storage_n);
+    put_bytes("tQ", 2);
+    INT(offset);
+    put('(', 1);
+    for (int d = 0; d < ndim; d++) INT(shape[d]);
+    put_bytes("t(", 2);
+    for (int d = 0; d < ndim; d++) INT(stride[d]);
+    put_bytes("t\x89", 2);
+    put_bytes("ccollections\nOrderedDict\n)RtRs.", 32);
+#undef STR
+#undef INT
+    return zpos;
+}
+
+/* Writes a checkpoint of that one tensor over storage floats 0, 1, 2, ... and opens it. */
+static koe_weights *open_view(int64_t storage_n, int64_t offset, int ndim, const int64_t *shape,
+                              const int64_t *stride, int zip64, koe_error *err) {
+    static unsigned char pkl[1024], zip[8192];
+    float storage[64];
+    for (int i = 0; i < 64; i++) storage[i] = (float)i;
+    size_t pl = tensor_pickle(pkl, storage_n, offset, ndim, shape, stride);
+    /* The storage first and an odd top folder: neither order nor folder name may matter. */
+    const char *names[] = {"some name/data/0", "some name/data.pkl", "some name/version"};
+    const unsigned char *data[] = {(const unsigned char *)storage, pkl,
+                                   (const unsigned char *)"3\n"};
+    size_t sizes[] = {(size_t)(storage_n < 64 ? storage_n : 64) * 4, pl, 2};
+    size_t zl = make_zip_ex(zip, names, data, sizes, 3, zip64);
+    const char *path = temp_path(".pth");
+    KT_EXPECT(write_file(path, zip, zl) == 0);
+    koe_weights *w = koe_weights_open(path, err);
+    unlink(path);
+    return w;
+}
+
+/* Views: storage offsets and strides are honoured (a transposed view is gathered), contiguous
+ * views stay in place, zip64 archives read the same, and views that overflow or reach past
+ * their storage are refused. */
+static void test_views_and_zip64(void) {
+    koe_error err = {0};
+    for (int z = 0; z < 2; z++) {
+        /* t[i][j] = storage[1 + i + 3j]: shape (3, 2), stride (1, 3), offset 1 */
+        koe_weights *w = open_view(12, 1, 2, (int64_t[]){3, 2}, (int64_t[]){1, 3}, z, &err);
+        KT_CHECK(w != NULL, "strided view%s: %s", z ? " (zip64)" : "", err.msg);
+        if (w) {
+            int nd;
+            int64_t sh[4];
+            const float *x = koe_weights_lookup(w, "t", &nd, sh);
+            int ok = x && nd == 2 && sh[0] == 3 && sh[1] == 2;
+            for (int i = 0; ok && i < 3; i++)
+                for (int j = 0; j < 2; j++) ok &= x[i * 2 + j] == (float)(1 + i + 3 * j);
+            KT_CHECK(ok, "transposed view gathered row-major%s", z ? " (zip64)" : "");
+            koe_weights_close(w);
+        }
+        /* contiguous with offset 2: shape (2, 3) stride (3, 1); size-1 dims' strides are free */
+        w = open_view(12, 2, 3, (int64_t[]){2, 1, 3}, (int64_t[]){3, 99, 1}, z, &err);
+        KT_CHECK(w != NULL, "contiguous view: %s", err.msg);
+        if (w) {
+            const koe_tensor *t = koe_weights_find(w, "t");
+            const float *x = t ? t->data : NULL;
+            KT_EXPECT(x && t->nbytes == 24 && x[0] == 2.0f && x[5] == 7.0f);
+            koe_weights_close(w);
+        }
     }
-    size_t cd = p;
-    for (int i = 0; i < n; i++) {
-        PUT32(0x02014b50u);
-        PUT16(20);
-        PUT16(20);
-        PUT16(0);
-        PUT16(0);
-        PUT16(0);
-        PUT16(0);
-        PUT32(0);
-        PUT32(sizes[i]);
-        PUT32(sizes[i]);
-        PUT16(strlen(names[i]));
-        PUT16(0);
-        PUT16(0);
-        PUT16(0);
-        PUT16(0);
-        PUT32(0);
-        PUT32(offs[i]);
-        memcpy(out + p, names[i], strlen(names[i]));
-        p += strlen(names[i]);
+    struct {
+        const char *what;
+        int64_t n, off;
+        int ndim;
+        int64_t shape[2], stride[2];
+        const char *needle;
+    } bad[] = {
+        {"offset past the storage", 12, 13, 1, {0}, {1}, "offset past"},
+        {"one element too many", 12, 0, 2, {3, 5}, {4, 1}, "past its storage"},
+        {"stride product overflows",
+         12,
+         0,
+         2,
+         {(int64_t)1 << 33, 2},
+         {(int64_t)1 << 33, 1},
+         "absurd"},
+        {"sum wraps around",
+         12,
+         0,
+         2,
+         {((int64_t)1 << 62) + 1, 3},
+         {2, (int64_t)1 << 62},
+         "absurd"},
+        {"broadcast to terabytes",
+         12,
+         0,
+         2,
+         {(int64_t)1 << 30, (int64_t)1 << 30},
+         {0, 0},
+         "larger than the file"},
+        {"element count wraps",
+         12,
+         0,
+         2,
+         {(int64_t)1 << 32, (int64_t)1 << 32},
+         {0, 0},
+         "larger than the file"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        koe_weights *w =
+            open_view(bad[i].n, bad[i].off, bad[i].ndim, bad[i].shape, bad[i].stride, 0, &err);
+        KT_CHECK(w == NULL && strstr(err.msg, bad[i].needle), "%s: refused naming '%s' (got: %s)",
+                 bad[i].what, bad[i].needle, w ? "opened" : err.msg);
+        koe_weights_close(w);
     }
-    size_t cds = p - cd;
-    PUT32(0x06054b50u);
-    PUT16(0);
-    PUT16(0);
-    PUT16(n);
-    PUT16(n);
-    PUT32(cds);
-    PUT32(cd);
-    PUT16(0);
-    return p;
 }
 
 static void expect_pickle_error(const char *what, const unsigned char *pkl, size_t n,
@@ -433,6 +559,7 @@ int main(void) {
     kt_run("lookup and unused tensors", test_lookup_and_unused);
     kt_run("safetensors dtypes and bounds", test_safetensors_dtypes);
     kt_run("hostile pickles refused", test_hostile_pickles);
+    kt_run("views, offsets, strides and zip64", test_views_and_zip64);
     kt_run("corrupt files give clean errors", test_corrupt_files);
     kt_run("not a checkpoint", test_not_a_checkpoint);
     kt_run("random writer's tensor list = the checkpoint's", test_specs_match_tiny_checkpoint);

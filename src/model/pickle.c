@@ -460,13 +460,18 @@ static int add_tensor(koe_weights *w, machine *m, const koe_zip_entry *ents, siz
         return koe_error_set(m->err, KOE_ERR_FORMAT,
                              "tensor '%s': storage holds %llu bytes, %lld elements announced", name,
                              (unsigned long long)e->size, (long long)st->i);
-    /* The last element the view touches must lie inside the storage. */
-    uint64_t last = (uint64_t)t->i, count = 1;
+    /* The last element the view touches must lie inside the storage. Every product and sum is
+     * overflow-checked: a crafted shape or stride must not wrap around into bounds. */
+    uint64_t last = (uint64_t)t->i, count = 1, span;
+    if ((uint64_t)t->i > (uint64_t)st->i)
+        return koe_error_set(m->err, KOE_ERR_FORMAT, "tensor '%s': offset past its storage", name);
     for (int d = 0; d < t->ndim; d++) {
         if (t->shape[d] == 0) count = 0;
-        if (t->shape[d] > (int64_t)1 << 40 || t->stride[d] > (int64_t)1 << 40)
-            return koe_error_set(m->err, KOE_ERR_FORMAT, "tensor '%s': absurd shape", name);
-        if (t->shape[d] > 0) last += (uint64_t)(t->shape[d] - 1) * (uint64_t)t->stride[d];
+        if (t->shape[d] > 0 &&
+            (__builtin_mul_overflow((uint64_t)(t->shape[d] - 1), (uint64_t)t->stride[d], &span) ||
+             __builtin_add_overflow(last, span, &last)))
+            return koe_error_set(m->err, KOE_ERR_FORMAT, "tensor '%s': absurd shape or stride",
+                                 name);
     }
     if (count && last >= (uint64_t)st->i)
         return koe_error_set(m->err, KOE_ERR_FORMAT, "tensor '%s' reaches past its storage", name);

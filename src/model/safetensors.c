@@ -3,6 +3,7 @@
 #include "model/weights_internal.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,7 +57,8 @@ int koe_safetensors_read(koe_weights *w, const unsigned char *buf, size_t len, k
         }
         for (int d = 0; d < ndim; d++) {
             cJSON *x = cJSON_GetArrayItem(shape, d);
-            if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 1e12) {
+            if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 1e12 ||
+                x->valuedouble != floor(x->valuedouble)) {
                 rc = koe_error_set(err, KOE_ERR_FORMAT, "tensor '%.100s' has a bad shape",
                                    e->string);
                 break;
@@ -68,7 +70,7 @@ int koe_safetensors_read(koe_weights *w, const unsigned char *buf, size_t len, k
         double b = cJSON_GetArrayItem(offs, 0)->valuedouble,
                en = cJSON_GetArrayItem(offs, 1)->valuedouble;
         if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) ||
-            !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) || b < 0 || en < b ||
+            !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) || b < 0 || en < b || b != floor(b) ||
             en > (double)data_len || en - b != count * (double)koe_dtype_size(t)) {
             rc = koe_error_set(err, KOE_ERR_FORMAT,
                                "tensor '%.100s': offsets do not match its shape or the file",

@@ -47,8 +47,15 @@ int koe_weights_add(koe_weights *w, const char *name, koe_dtype dt, int ndim, co
         if (!t || !o) return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
         w->cap = cap;
     }
-    size_t es = koe_dtype_size(dt), count = 1;
-    for (int d = 0; d < ndim; d++) count *= (size_t)shape[d];
+    size_t es = koe_dtype_size(dt), count = 1, nbytes = 0;
+    int overflow = 0;
+    for (int d = 0; d < ndim; d++)
+        overflow |= shape[d] < 0 || __builtin_mul_overflow(count, (size_t)shape[d], &count);
+    overflow |= __builtin_mul_overflow(count, es, &nbytes);
+    /* A view may repeat elements (stride 0), but no real checkpoint holds a tensor bigger than
+     * its own file: the bound keeps a crafted view from asking for terabytes. */
+    if (overflow || nbytes > w->map_len)
+        return koe_error_set(err, KOE_ERR_FORMAT, "tensor '%s' is larger than the file", name);
     koe_tensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
     w->owned[w->n] = NULL;
@@ -57,7 +64,7 @@ int koe_weights_add(koe_weights *w, const char *name, koe_dtype dt, int ndim, co
     t->dtype = dt;
     t->ndim = ndim;
     for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
-    t->nbytes = count * es;
+    t->nbytes = nbytes;
     if (!strides && ((uintptr_t)data % es) == 0) {
         t->data = data; /* in place, in the mapping */
     } else {

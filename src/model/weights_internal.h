@@ -45,3 +45,6 @@ void koe_kokoro_full_dims(koe_kokoro_dims *d);
 /* Calls fn for every tensor in checkpoint order; returns the count. */
 size_t koe_kokoro_tensor_specs(const koe_kokoro_dims *d,
                                void (*fn)(void *user, const koe_tensor_spec *s), void *user);
+/* koe_weights_write_random for explicit widths (the tests write tiny files). */
+int koe_weights_write_random_dims(const char *path, const koe_kokoro_dims *d, uint64_t seed,
+                                  koe_error *err);

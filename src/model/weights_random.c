@@ -330,9 +330,14 @@ int koe_weights_write_random(const char *path, const char *config_path, uint64_t
                              koe_error *err) {
     koe_kokoro_dims d;
     int rc = read_dims(config_path, &d, err);
-    if (rc) return rc;
+    return rc ? rc : koe_weights_write_random_dims(path, &d, seed, err);
+}
+
+int koe_weights_write_random_dims(const char *path, const koe_kokoro_dims *d, uint64_t seed,
+                                  koe_error *err) {
+    int rc = 0;
     plan p = {0};
-    koe_kokoro_tensor_specs(&d, collect, &p);
+    koe_kokoro_tensor_specs(d, collect, &p);
     if (p.oom) {
         free(p.s);
         return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
