@@ -1,12 +1,100 @@
-/* The Kokoro backend. The engine's public API (include/koe/model.h) is not complete yet, so this
- * build cannot run Kokoro: asking for it is an error that says so, and `koe serve` falls back to
- * espeak-ng when the weights were only discovered, not requested. */
+/* The Kokoro backend: a segment's phonemes → token chunks (≤ 510 ids, split by the front end,
+ * never truncated) → the engine, one context per worker over the one shared model. */
+#include "koe/model.h"
+#include "koe/text.h"
+#include "koe/voice.h"
 #include "pipeline/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "koe/base.h"
+
+typedef struct kokoro_backend {
+    koe_backend base;
+    koe_model *model;
+} kokoro_backend;
+
+struct koe_backend_worker {
+    koe_ctx *ctx;
+    int32_t ids[KOE_MODEL_MAX_TOKENS];
+    uint64_t calls;
+};
+
+static koe_backend_worker *worker_new(koe_backend *b, int threads, koe_error *err) {
+    kokoro_backend *kb = (kokoro_backend *)b;
+    koe_backend_worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    w->ctx = koe_ctx_new(kb->model, threads, err);
+    if (!w->ctx) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void worker_free(koe_backend_worker *w) {
+    if (!w) return;
+    koe_ctx_free(w->ctx);
+    free(w);
+}
+
+static int speak(koe_backend_worker *w, const koe_segment_job *s, koe_pcm_sink sink, void *user,
+                 volatile const int *cancel, koe_error *err) {
+    if (!s->voice) return koe_error_set(err, KOE_ERR_INVALID, "Kokoro needs a voice");
+    koe_tokens tok;
+    memset(&tok, 0, sizeof tok);
+    int rc = koe_text_tokens(s->normalized, s->len, s->lang, &tok, err);
+    for (size_t i = 0; !rc && i < tok.nchunks; i++) {
+        const koe_token_chunk *ch = &tok.chunks[i];
+        if (ch->count + 2 > KOE_MODEL_MAX_TOKENS) {
+            rc = koe_error_set(err, KOE_ERR_INTERNAL, "a token chunk of %zu ids", ch->count);
+            break;
+        }
+        w->ids[0] = 0;
+        memcpy(w->ids + 1, ch->ids, ch->count * sizeof *w->ids);
+        w->ids[ch->count + 1] = 0;
+        /* The replayable seed of a request, or a fresh one per call. */
+        uint64_t seed = s->seed ? s->seed + i : koe_now_ns() ^ (++w->calls << 32);
+        koe_noise noise = {KOE_NOISE_RANDOM, seed};
+        koe_synth_out out;
+        rc = koe_synthesize(w->ctx, w->ids, (int)ch->count + 2,
+                            koe_voice_style(s->voice, (int)ch->count), s->speed, noise, NULL,
+                            cancel, &out, err);
+        if (!rc && sink(user, out.audio, (size_t)out.n_samples))
+            rc = koe_error_set(err, KOE_ERR_CANCELLED, "cancelled");
+    }
+    koe_tokens_free(&tok);
+    return rc;
+}
+
+static void backend_free(koe_backend *b) {
+    kokoro_backend *kb = (kokoro_backend *)b;
+    koe_model_free(kb->model);
+    free(kb);
+}
 
 koe_backend *koe_backend_kokoro_new(const char *model_path, const char *config_path,
                                     koe_error *err) {
-    (void)config_path;
-    koe_error_set(err, KOE_ERR_UNSUPPORTED,
-                  "this build of koe cannot run the Kokoro engine yet (weights at %s)", model_path);
-    return NULL;
+    kokoro_backend *kb = calloc(1, sizeof *kb);
+    if (!kb) {
+        koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    kb->model = koe_model_load(model_path, config_path, err);
+    if (!kb->model) {
+        free(kb);
+        return NULL;
+    }
+    kb->base.name = "kokoro";
+    kb->base.sample_rate = KOE_MODEL_SAMPLE_RATE;
+    kb->base.worker_new = worker_new;
+    kb->base.worker_free = worker_free;
+    kb->base.speak = speak;
+    kb->base.free = backend_free;
+    kb->base.model_path = model_path;
+    return &kb->base;
 }
