@@ -479,7 +479,7 @@ static int add_tensor(koe_weights *w, machine *m, const koe_zip_entry *ents, siz
     int64_t expect = 1;
     for (int d = t->ndim - 1; d >= 0; d--) {
         if (t->shape[d] != 1 && t->stride[d] != expect) contiguous = 0;
-        expect *= t->shape[d];
+        if (__builtin_mul_overflow(expect, t->shape[d], &expect)) contiguous = 0, expect = 0;
     }
     return koe_weights_add(w, name, dt, t->ndim, t->shape, contiguous ? NULL : t->stride,
                            e->data + (size_t)t->i * es, m->err);
