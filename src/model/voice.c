@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,15 @@ static int read_pack(const koe_voices *v, size_t i, float *dst, koe_error *err) 
     size_t got = fread(dst, 4, PACK_FLOATS, f);
     fclose(f);
     if (got != PACK_FLOATS) return koe_error_set(err, KOE_ERR_IO, "%s is truncated", path);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    /* The packs are little-endian float32 whatever the host. */
+    for (size_t k = 0; k < PACK_FLOATS; k++) {
+        uint32_t u;
+        memcpy(&u, &dst[k], 4);
+        u = __builtin_bswap32(u);
+        memcpy(&dst[k], &u, 4);
+    }
+#endif
     return 0;
 }
 
