@@ -7,6 +7,7 @@
 #include "model/weights_internal.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,8 +127,9 @@ static void test_safetensors_dtypes(void) {
                       "\"a.f32\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
                       "\"b.f16\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[16,22]},"
                       "\"c.bf16\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[22,24]},"
-                      "\"d.i64\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[24,32]}}";
-    size_t hl = strlen(hdr), n = 8 + hl + 32;
+                      "\"d.i64\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[24,32]},"
+                      "\"e.f16\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[32,40]}}";
+    size_t hl = strlen(hdr), n = 8 + hl + 40;
     unsigned char *f = calloc(1, n);
     for (int i = 0; i < 8; i++) f[i] = (unsigned char)((uint64_t)hl >> (8 * i));
     memcpy(f + 8, hdr, hl);
@@ -140,6 +142,9 @@ static void test_safetensors_dtypes(void) {
     memcpy(d + 22, &bf, 2);
     int64_t i64 = 7;
     memcpy(d + 24, &i64, 8);
+    /* the smallest subnormal, infinity, -0, the largest finite half */
+    uint16_t h2[4] = {0x0001, 0x7C00, 0x8000, 0x7BFF};
+    memcpy(d + 32, h2, 8);
     const char *path = temp_path(".safetensors");
     KT_EXPECT(write_file(path, f, n) == 0);
     koe_error err = {0};
@@ -154,6 +159,9 @@ static void test_safetensors_dtypes(void) {
         KT_EXPECT(x && x[0] == 1.0f && x[1] == -2.0f && x[2] > 0.333f && x[2] < 0.3334f);
         x = koe_weights_lookup(w, "c.bf16", &nd, sh);
         KT_EXPECT(x && x[0] == 3.140625f);
+        x = koe_weights_lookup(w, "e.f16", &nd, sh);
+        KT_EXPECT(x && nd == 2 && x[0] == ldexpf(1.0f, -24) && isinf(x[1]) && x[1] > 0 &&
+                  x[2] == 0.0f && signbit(x[2]) && x[3] == 65504.0f);
         const koe_tensor *t = koe_weights_find(w, "d.i64");
         KT_EXPECT(t && t->dtype == KOE_DT_I64 && *(const int64_t *)t->data == 7);
         koe_weights_close(w);
@@ -357,7 +365,7 @@ static void test_views_and_zip64(void) {
 
 static void expect_pickle_error(const char *what, const unsigned char *pkl, size_t n,
                                 const char *needle) {
-    static unsigned char zip[4096];
+    static unsigned char zip[1 << 17];
     const char *names[] = {"ckpt/data.pkl", "ckpt/data/0"};
     static const unsigned char storage[16];
     const unsigned char *data[] = {pkl, storage};
@@ -386,6 +394,22 @@ static void test_hostile_pickles(void) {
     static const unsigned char huge_str[] = "\x80\x02X\xff\xff\xff\x7f"
                                             "abc";
     expect_pickle_error("huge string", huge_str, sizeof huge_str - 1, "truncated");
+    /* a storage type called as a function */
+    static const unsigned char call_storage[] = "\x80\x02"
+                                                "ctorch\nFloatStorage\n)R.";
+    expect_pickle_error("REDUCE of a storage type", call_storage, sizeof call_storage - 1,
+                        "torch.FloatStorage");
+    static const unsigned char huge_memo[] = "\x80\x02}r\xff\xff\xff\xff.";
+    expect_pickle_error("memo index 2^32-1", huge_memo, sizeof huge_memo - 1, "memo index");
+    static const unsigned char huge_get[] = "\x80\x02}q\x00j\xff\xff\xff\x7f.";
+    expect_pickle_error("LONG_BINGET far away", huge_get, sizeof huge_get - 1, "unset memo");
+    static unsigned char marks[70003];
+    marks[0] = 0x80, marks[1] = 2;
+    memset(marks + 2, '(', sizeof marks - 3);
+    marks[sizeof marks - 1] = '.';
+    expect_pickle_error("70,000 MARKs", marks, sizeof marks, "deeper than");
+    static const unsigned char wide_int[] = "\x80\x02\x8a\x09\x01\x02\x03\x04\x05\x06\x07\x08\x09.";
+    expect_pickle_error("9-byte integer", wide_int, sizeof wide_int - 1, "too large");
     static const unsigned char no_stop[] = "\x80\x02}";
     expect_pickle_error("no STOP", no_stop, sizeof no_stop - 1, "STOP");
     static const unsigned char bad_get[] = "\x80\x02h\x05.";

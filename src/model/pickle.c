@@ -181,8 +181,18 @@ static int reduce(machine *m) {
         if (args->n) return koe_error_set(m->err, KOE_ERR_FORMAT, "OrderedDict with arguments");
         return push(m, val(m, PK_DICT));
     }
-    if (fn->i != G_REBUILD || args->n < 4)
-        return koe_error_set(m->err, KOE_ERR_FORMAT, "pickle REDUCE of an unexpected callable");
+    if (fn->i != G_REBUILD) {
+        static const char *const names[] = {
+            "collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
+            "torch.FloatStorage",      "torch.LongStorage",
+            "torch.HalfStorage",       "torch.BFloat16Storage"};
+        return koe_error_set(m->err, KOE_ERR_FORMAT,
+                             "pickle REDUCE calls %s, which is not a constructor a checkpoint uses",
+                             names[fn->i]);
+    }
+    if (args->n < 4)
+        return koe_error_set(m->err, KOE_ERR_FORMAT, "_rebuild_tensor_v2 with %zu arguments",
+                             args->n);
     pk_value *t = val(m, PK_TENSOR);
     if (!t) return koe_error_set(m->err, KOE_ERR_NOMEM, "out of memory reading the pickle");
     if (args->items[0]->kind != PK_STORAGE || args->items[1]->kind != PK_INT ||
