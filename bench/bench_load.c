@@ -1,7 +1,7 @@
 /* bench_load: time to open a full-size checkpoint and touch every tensor through the model's
- * lookup (the file mmapped, tensors in place). Writes random full-size weights first when no
- * file is given. Median of N runs; the first run after writing has the file in the page cache,
- * as a server restart would.
+ * lookup (the file mmapped, tensors in place). Without FILE it writes full-size random weights
+ * in both formats (.pth in the official layout, and safetensors) and times each. Median of RUNS
+ * runs; the file is in the page cache (just written), as on a server restart.
  *
  *   bench_load [FILE] [RUNS] */
 #include "koe/base.h"
@@ -16,23 +16,10 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int main(int argc, char **argv) {
-    const char *path = argc > 1 ? argv[1] : NULL;
-    int runs = argc > 2 ? atoi(argv[2]) : 5;
-    char tmp[64];
-    koe_error err = {0};
-    if (!path) {
-        snprintf(tmp, sizeof tmp, "/tmp/koe-bench-load-%d.safetensors", (int)getpid());
-        if (koe_weights_write_random(tmp, NULL, 1, &err)) {
-            fprintf(stderr, "bench_load: %s\n", err.msg);
-            return 1;
-        }
-        path = tmp;
-    }
-    if (runs < 1 || runs > 100) runs = 5;
-    double t[100];
+static int bench(const char *path, int runs) {
+    double t[100], sum = 0;
     size_t count = 0;
-    double sum = 0;
+    koe_error err = {0};
     for (int r = 0; r < runs; r++) {
         double t0 = koe_now_s();
         koe_weights *w = koe_weights_open(path, &err);
@@ -54,6 +41,25 @@ int main(int argc, char **argv) {
     printf("bench_load: %s, %zu tensors: open + every lookup, median of %d: %.1f ms (min %.1f, max "
            "%.1f) [checksum %g]\n",
            path, count, runs, t[runs / 2] * 1e3, t[0] * 1e3, t[runs - 1] * 1e3, sum);
-    if (path == tmp) unlink(tmp);
     return 0;
+}
+
+int main(int argc, char **argv) {
+    int runs = argc > 2 ? atoi(argv[2]) : 5;
+    if (runs < 1 || runs > 100) runs = 5;
+    if (argc > 1) return bench(argv[1], runs);
+    static const char *const ext[2] = {"pth", "safetensors"};
+    int rc = 0;
+    for (int k = 0; k < 2 && !rc; k++) {
+        char tmp[96];
+        koe_error err = {0};
+        snprintf(tmp, sizeof tmp, "/tmp/koe-bench-load-%d.%s", (int)getpid(), ext[k]);
+        if (koe_weights_write_random(tmp, NULL, 1, &err)) {
+            fprintf(stderr, "bench_load: %s\n", err.msg);
+            return 1;
+        }
+        rc = bench(tmp, runs);
+        unlink(tmp);
+    }
+    return rc;
 }

@@ -97,6 +97,41 @@ static void test_tiny_widths_match_manifest(void) {
     unlink(path);
 }
 
+/* The official layout (.pth) holds exactly the tensors and values of the safetensors file of
+ * the same seed, under the same canonical names once "module." is stripped. */
+static void test_pth_equals_safetensors(void) {
+    char st[256], pth[256];
+    temp_path(st, sizeof st, "same");
+    snprintf(pth, sizeof pth, "/tmp/koe-test-random-%d-same.pth", (int)getpid());
+    koe_error err = {0};
+    KT_CHECK(koe_weights_write_random_dims(st, &TINY, 5, &err) == 0, "%s", err.msg);
+    KT_CHECK(koe_weights_write_random_dims(pth, &TINY, 5, &err) == 0, "%s", err.msg);
+    koe_weights *a = koe_weights_open(st, &err);
+    KT_CHECK(a != NULL, "%s", err.msg);
+    koe_weights *b = koe_weights_open(pth, &err);
+    KT_CHECK(b != NULL, "%s", err.msg);
+    if (a && b) {
+        KT_CHECK(koe_weights_count(a) == koe_weights_count(b), "%zu and %zu tensors",
+                 koe_weights_count(a), koe_weights_count(b));
+        size_t differ = 0, misaligned = 0;
+        for (size_t i = 0; i < koe_weights_count(a); i++) {
+            const koe_tensor *x = koe_weights_at(a, i), *y = koe_weights_find(b, x->name);
+            int same = y && y->dtype == x->dtype && y->ndim == x->ndim && y->nbytes == x->nbytes &&
+                       !memcmp(y->shape, x->shape, sizeof x->shape) &&
+                       !memcmp(y->data, x->data, x->nbytes);
+            differ += !same;
+            misaligned += y && (uintptr_t)y->data % 64 != 0; /* the writer aligns every storage */
+        }
+        KT_CHECK(differ == 0, "%zu tensors differ between .pth and .safetensors", differ);
+        KT_CHECK(misaligned == 0, "%zu .pth tensors are not in place on 64-byte boundaries",
+                 misaligned);
+    }
+    koe_weights_close(a);
+    koe_weights_close(b);
+    unlink(st);
+    unlink(pth);
+}
+
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !strcmp(s + a - b, suffix);
@@ -246,6 +281,7 @@ int main(void) {
              kt_env("KOE_TEST_DATA", "tests/data"));
     kt_run("deterministic for a seed", test_deterministic);
     kt_run("tiny widths: the reference tensor list, read back", test_tiny_widths_match_manifest);
+    kt_run(".pth (official layout) = safetensors", test_pth_equals_safetensors);
     kt_run("initialization rules", test_init_rules);
     kt_run("full size: durations and F0 through the predictor", test_full_size_prosody);
     return kt_finish();

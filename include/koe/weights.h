@@ -49,9 +49,11 @@ const float *koe_weights_lookup(void *weights, const char *name, int *ndim, int6
 const char *koe_weights_first_unused(const koe_weights *w, const char *const *ignore_prefixes);
 
 /* Writes full-size random Kokoro-82M weights (every tensor of the official checkpoint, official
- * names and shapes for the given config; NULL = the built-in full config) as safetensors,
- * deterministic for a seed, with biases chosen so that durations and pitch are realistic
- * (about 12 tokens per second of audio, voiced F0 of 100-250 Hz). For benchmarks. */
+ * names and shapes for the given config; NULL = the built-in full config) as safetensors, or,
+ * when path ends in ".pth", in the official layout (a torch.save zip of {part: {"module.<key>":
+ * tensor}}). Deterministic for a seed (both formats hold the same values), with biases chosen
+ * so that durations and pitch are realistic (about 12 tokens per second of audio, voiced F0 of
+ * 100-250 Hz). For benchmarks. */
 int koe_weights_write_random(const char *path, const char *config_path, uint64_t seed,
                              koe_error *err);
 

@@ -12,8 +12,9 @@ static void usage(FILE *f) {
     fprintf(f, "usage: koe random-weights --out FILE [--config CONFIG.json] [--seed N]\n"
                "\n"
                "Writes every tensor of the Kokoro-82M checkpoint (official names and shapes) with\n"
-               "random values as safetensors: the engine's full cost, realistic durations (~12\n"
-               "tokens per second) and pitch (100-250 Hz), no speech. For benchmarks.\n");
+               "random values: the engine's full cost, realistic durations (~12 tokens per\n"
+               "second) and pitch (100-250 Hz), no speech. For benchmarks. FILE ending in .pth\n"
+               "gets the official PyTorch layout, anything else safetensors. Default seed: 1.\n");
 }
 
 int koe_cmd_random_weights(int argc, char **argv) {

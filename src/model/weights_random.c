@@ -333,21 +333,39 @@ int koe_weights_write_random(const char *path, const char *config_path, uint64_t
     return rc ? rc : koe_weights_write_random_dims(path, &d, seed, err);
 }
 
-int koe_weights_write_random_dims(const char *path, const koe_kokoro_dims *d, uint64_t seed,
-                                  koe_error *err) {
-    int rc = 0;
-    plan p = {0};
-    koe_kokoro_tensor_specs(d, collect, &p);
-    if (p.oom) {
-        free(p.s);
-        return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+/* One tensor's bytes: int64 positions, or float32 values drawn from the shared stream x (so a
+ * seed gives the same values whatever the container). buf holds numel(s) * 8 bytes. */
+static size_t fill(const koe_tensor_spec *s, void *buf, uint64_t *x) {
+    size_t n = numel(s);
+    if (s->init == KOE_INIT_POSITIONS) {
+        for (size_t k = 0; k < n; k++) {
+            int64_t v = (int64_t)k;
+            memcpy((unsigned char *)buf + 8 * k, &v, 8);
+        }
+        return 8 * n;
     }
+    float *f = buf;
+    size_t fan_in = s->ndim >= 2 ? n / (size_t)s->shape[0] : (size_t)s->shape[0];
+    if (!strstr(s->name, "weight") && s->ndim == 1) fan_in = 64; /* biases: small */
+    float a = s->scale / sqrtf((float)(fan_in ? fan_in : 1));
+    for (size_t k = 0; k < n; k++) {
+        if (s->init == KOE_INIT_CONST) {
+            f[k] = s->scale;
+        } else {
+            double u = (double)(next_u64(x) >> 11) * (1.0 / 9007199254740992.0);
+            f[k] = (float)((2.0 * u - 1.0) * a) + s->offset;
+        }
+    }
+    return 4 * n;
+}
+
+static int write_safetensors(FILE *f, const plan *p, uint64_t seed, void *buf) {
     koe_buf h = {0};
     koe_buf_append_str(&h,
                        "{\"__metadata__\":{\"format\":\"pt\",\"producer\":\"koe random-weights\"}");
     size_t off = 0;
-    for (size_t i = 0; i < p.n; i++) {
-        const koe_tensor_spec *s = &p.s[i];
+    for (size_t i = 0; i < p->n; i++) {
+        const koe_tensor_spec *s = &p->s[i];
         size_t bytes = numel(s) * (s->init == KOE_INIT_POSITIONS ? 8 : 4);
         koe_buf_printf(&h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", s->name,
                        s->init == KOE_INIT_POSITIONS ? "I64" : "F32");
@@ -358,62 +376,213 @@ int koe_weights_write_random_dims(const char *path, const koe_kokoro_dims *d, ui
     }
     koe_buf_append_str(&h, "}");
     while ((8 + h.len) % 64) koe_buf_append_str(&h, " "); /* aligned data for in-place use */
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+    int bad = !h.data || fwrite(len8, 1, 8, f) != 8 || fwrite(h.data, 1, h.len, f) != h.len;
+    koe_buf_free(&h);
+    uint64_t x = seed ^ 0x6B6F65ull;
+    for (size_t i = 0; i < p->n && !bad; i++) {
+        size_t bytes = fill(&p->s[i], buf, &x);
+        bad = fwrite(buf, 1, bytes, f) != bytes;
+    }
+    return bad;
+}
+
+/* ---- the official layout: a torch.save zip of {part: OrderedDict("module.<key>": tensor)} */
+
+static uint32_t crc32_update(const uint32_t *table, uint32_t crc, const unsigned char *p,
+                             size_t n) {
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+typedef struct zip_out {
+    FILE *f;
+    uint64_t pos;
+    koe_buf cd; /* the central directory, built as entries are written */
+    uint32_t table[256];
+    size_t entries;
+    int bad;
+} zip_out;
+
+static void le(unsigned char *p, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A stored entry whose data starts on a 64-byte boundary (as torch.save aligns it, padding the
+ * local header's extra field), so every tensor can be used in place. */
+static void zip_entry(zip_out *z, const char *name, const void *data, size_t n) {
+    size_t nl = strlen(name), pad = (64 - (z->pos + 30 + nl + 4) % 64) % 64;
+    unsigned char h[30 + 256 + 4 + 64] = {0}, c[46];
+    if (z->bad) return;
+    if (nl > 256 || n > 0xFFFFFFF0u || z->pos > 0xFFFFFFF0u - n) {
+        z->bad = 3; /* beyond the 32-bit zip this writer makes: use safetensors */
+        return;
+    }
+    uint32_t crc = crc32_update(z->table, 0, data, n);
+    le(h, 0x04034b50u, 4), le(h + 4, 20, 2), le(h + 14, crc, 4), le(h + 18, n, 4);
+    le(h + 22, n, 4), le(h + 26, nl, 2), le(h + 28, 4 + pad, 2);
+    memcpy(h + 30, name, nl);
+    le(h + 30 + nl, 0x4246, 2), le(h + 32 + nl, pad, 2); /* "FB" padding field, like torch */
+    size_t hl = 30 + nl + 4 + pad;
+    memset(c, 0, sizeof c);
+    le(c, 0x02014b50u, 4), le(c + 4, 20, 2), le(c + 6, 20, 2), le(c + 16, crc, 4);
+    le(c + 20, n, 4), le(c + 24, n, 4), le(c + 28, nl, 2), le(c + 42, z->pos, 4);
+    if (koe_buf_append(&z->cd, c, sizeof c) || koe_buf_append(&z->cd, name, nl)) z->bad = 2;
+    if (!z->bad && (fwrite(h, 1, hl, z->f) != hl || fwrite(data, 1, n, z->f) != n)) z->bad = 1;
+    z->pos += hl + n;
+    z->entries++;
+}
+
+static void zip_finish(zip_out *z) {
+    if (z->bad) return;
+    unsigned char e[22] = {0};
+    le(e, 0x06054b50u, 4), le(e + 8, z->entries, 2), le(e + 10, z->entries, 2);
+    le(e + 12, z->cd.len, 4), le(e + 16, z->pos, 4);
+    if (z->entries > 0xFFFF || z->pos > 0xFFFFFFFFu - z->cd.len) {
+        z->bad = 3;
+        return;
+    }
+    if (fwrite(z->cd.data, 1, z->cd.len, z->f) != z->cd.len || fwrite(e, 1, 22, z->f) != 22)
+        z->bad = 1;
+}
+
+/* Pickle protocol 2 as torch.save writes it, opcodes from the subset the reader accepts. */
+typedef struct pk_out {
+    koe_buf b;
+    int oom;
+} pk_out;
+
+static void pk_raw(pk_out *o, const void *p, size_t n) {
+    o->oom |= koe_buf_append(&o->b, p, n) != 0;
+}
+static void pk_op(pk_out *o, const char *s) {
+    pk_raw(o, s, strlen(s));
+}
+static void pk_str(pk_out *o, const char *s, size_t n) {
+    unsigned char h[5] = {'X'};
+    le(h + 1, n, 4);
+    pk_raw(o, h, 5);
+    pk_raw(o, s, n);
+}
+static void pk_int(pk_out *o, uint64_t v) {
+    unsigned char h[10] = {'J'};
+    if (v < 0x80000000u) { /* BININT */
+        le(h + 1, v, 4);
+        pk_raw(o, h, 5);
+    } else { /* LONG1, 8 bytes (sizes of configs far beyond Kokoro's) */
+        h[0] = 0x8a, h[1] = 8;
+        le(h + 2, v, 8);
+        pk_raw(o, h, 10);
+    }
+}
+
+static void pk_tensor(pk_out *o, const koe_tensor_spec *s, size_t key) {
+    char k[32];
+    int kl = snprintf(k, sizeof k, "%zu", key);
+    pk_op(o, "ctorch._utils\n_rebuild_tensor_v2\n((");
+    pk_str(o, "storage", 7);
+    pk_op(o, s->init == KOE_INIT_POSITIONS ? "ctorch\nLongStorage\n" : "ctorch\nFloatStorage\n");
+    pk_str(o, k, (size_t)kl);
+    pk_str(o, "cpu", 3);
+    pk_int(o, numel(s));
+    pk_op(o, "tQ");
+    pk_int(o, 0);
+    pk_op(o, "(");
+    for (int d = 0; d < s->ndim; d++) pk_int(o, (uint64_t)s->shape[d]);
+    pk_op(o, "t(");
+    int64_t stride = 1, st[4];
+    for (int d = s->ndim - 1; d >= 0; d--) st[d] = stride, stride *= s->shape[d];
+    for (int d = 0; d < s->ndim; d++) pk_int(o, (uint64_t)st[d]);
+    pk_op(o, "t\x89"
+             "ccollections\nOrderedDict\n)RtR");
+}
+
+static int write_pth(FILE *f, const plan *p, uint64_t seed, void *buf) {
+    zip_out z = {.f = f};
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        z.table[i] = c;
+    }
+    /* {part: OrderedDict(module.key: tensor)}, parts in checkpoint order, each opened when its
+     * first tensor comes (the spec list keeps a part's tensors together). */
+    pk_out pk = {0};
+    pk_op(&pk, "\x80\x02}(");
+    size_t plen = 0;
+    const char *part = NULL;
+    for (size_t i = 0; i < p->n; i++) {
+        const char *name = p->s[i].name, *dot = strchr(name, '.');
+        size_t l = dot ? (size_t)(dot - name) : strlen(name);
+        if (!part || l != plen || memcmp(part, name, l)) {
+            if (part) pk_op(&pk, "u");
+            part = name, plen = l;
+            pk_str(&pk, name, l);
+            pk_op(&pk, "ccollections\nOrderedDict\n)R(");
+        }
+        char key[200];
+        int kl = snprintf(key, sizeof key, "module.%s", dot ? dot + 1 : name);
+        pk_str(&pk, key, (size_t)kl);
+        pk_tensor(&pk, &p->s[i], i);
+    }
+    pk_op(&pk, "uu.");
+    if (pk.oom) {
+        koe_buf_free(&pk.b);
+        return 2;
+    }
+    zip_entry(&z, "kokoro/data.pkl", pk.b.data, pk.b.len);
+    koe_buf_free(&pk.b);
+    uint64_t x = seed ^ 0x6B6F65ull;
+    for (size_t i = 0; i < p->n && !z.bad; i++) {
+        size_t bytes = fill(&p->s[i], buf, &x);
+        char name[64];
+        snprintf(name, sizeof name, "kokoro/data/%zu", i);
+        zip_entry(&z, name, buf, bytes);
+    }
+    zip_entry(&z, "kokoro/version", "3\n", 2);
+    zip_entry(&z, "kokoro/byteorder", "little", 6);
+    zip_finish(&z);
+    koe_buf_free(&z.cd);
+    return z.bad;
+}
+
+int koe_weights_write_random_dims(const char *path, const koe_kokoro_dims *d, uint64_t seed,
+                                  koe_error *err) {
+    int rc = 0;
+    plan p = {0};
+    koe_kokoro_tensor_specs(d, collect, &p);
+    size_t biggest = 0;
+    for (size_t i = 0; i < p.n; i++)
+        if (numel(&p.s[i]) > biggest) biggest = numel(&p.s[i]);
+    void *buf = p.oom ? NULL : malloc(biggest * 8 + 8);
+    if (!buf) {
+        free(p.s);
+        return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+    }
+    size_t pl = strlen(path);
+    int pth = pl >= 4 && !strcmp(path + pl - 4, ".pth");
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) {
         rc = koe_error_set(err, KOE_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    int bad = fwrite(len8, 1, 8, f) != 8 || fwrite(h.data, 1, h.len, f) != h.len;
-    float *buf = NULL;
-    size_t cap = 0;
-    uint64_t x = seed ^ 0x6B6F65ull;
-    for (size_t i = 0; i < p.n && !bad; i++) {
-        const koe_tensor_spec *s = &p.s[i];
-        size_t n = numel(s);
-        if (s->init == KOE_INIT_POSITIONS) {
-            for (size_t k = 0; k < n && !bad; k++) {
-                int64_t v = (int64_t)k;
-                bad = fwrite(&v, 8, 1, f) != 1;
-            }
-            continue;
+    } else {
+        int bad = pth ? write_pth(f, &p, seed, buf) : write_safetensors(f, &p, seed, buf);
+        if (fclose(f)) bad = 1;
+        if (bad == 3) {
+            unlink(tmp);
+            rc = koe_error_set(err, KOE_ERR_LIMIT,
+                               "%s: too large for a .pth without zip64; write .safetensors", path);
+        } else if (bad) {
+            unlink(tmp);
+            rc = koe_error_set(err, bad == 2 ? KOE_ERR_NOMEM : KOE_ERR_IO, "cannot write %s", tmp);
+        } else if (rename(tmp, path)) {
+            unlink(tmp);
+            rc = koe_error_set(err, KOE_ERR_IO, "cannot rename to %s: %s", path, strerror(errno));
         }
-        if (n > cap) {
-            free(buf);
-            buf = malloc(n * sizeof *buf);
-            cap = buf ? n : 0;
-            if (!buf) {
-                bad = 2;
-                break;
-            }
-        }
-        size_t fan_in = s->ndim >= 2 ? n / (size_t)s->shape[0] : (size_t)s->shape[0];
-        if (!strstr(s->name, "weight") && s->ndim == 1) fan_in = 64; /* biases: small */
-        float a = s->scale / sqrtf((float)(fan_in ? fan_in : 1));
-        for (size_t k = 0; k < n; k++) {
-            if (s->init == KOE_INIT_CONST) {
-                buf[k] = s->scale;
-            } else {
-                double u = (double)(next_u64(&x) >> 11) * (1.0 / 9007199254740992.0);
-                buf[k] = (float)((2.0 * u - 1.0) * a) + s->offset;
-            }
-        }
-        bad = fwrite(buf, 4, n, f) != n;
     }
     free(buf);
-    if (fclose(f)) bad = 1;
-    if (bad) {
-        unlink(tmp);
-        rc = koe_error_set(err, bad == 2 ? KOE_ERR_NOMEM : KOE_ERR_IO, "cannot write %s", tmp);
-    } else if (rename(tmp, path)) {
-        unlink(tmp);
-        rc = koe_error_set(err, KOE_ERR_IO, "cannot rename to %s: %s", path, strerror(errno));
-    }
-done:
-    koe_buf_free(&h);
     free(p.s);
     return rc;
 }
