@@ -166,6 +166,22 @@ static void test_safetensors_dtypes(void) {
         KT_EXPECT(t && t->dtype == KOE_DT_I64 && *(const int64_t *)t->data == 7);
         koe_weights_close(w);
     }
+    /* A header of 0x4B50 bytes: the file starts with "PK" like a zip, and is still read as
+     * safetensors. */
+    {
+        size_t hl2 = 0x4B50, n2 = 8 + hl2 + 40;
+        unsigned char *g = calloc(1, n2);
+        for (int i = 0; i < 8; i++) g[i] = (unsigned char)((uint64_t)hl2 >> (8 * i));
+        memset(g + 8, ' ', hl2);
+        memcpy(g + 8, hdr, hl);
+        memcpy(g + 8 + hl2, d, 40);
+        KT_EXPECT(g[0] == 'P' && g[1] == 'K' && write_file(path, g, n2) == 0);
+        w = koe_weights_open(path, &err);
+        KT_CHECK(w && koe_weights_count(w) == 5, "safetensors starting with PK: %s",
+                 w ? "" : err.msg);
+        koe_weights_close(w);
+        free(g);
+    }
     /* An offset past the end of the data is refused. */
     char *bad = strdup(hdr);
     char *pos = strstr(bad, "[24,32]");

@@ -138,7 +138,9 @@ koe_weights *koe_weights_open(const char *path, koe_error *err) {
     w->map_len = len;
     const unsigned char *b = map;
     int rc;
-    if (b[0] == 'P' && b[1] == 'K')
+    /* safetensors' JSON opens at byte 8, where a zip has its compression method (0 or 8): so a
+     * header length that happens to start with "PK" is still told apart. */
+    if (b[8] != '{' && b[0] == 'P' && b[1] == 'K')
         rc = koe_pth_read(w, b, len, err);
     else
         rc = koe_safetensors_read(w, b, len, err);
