@@ -38,7 +38,7 @@ int koe_cmd_random_weights(int argc, char **argv) {
         case 's': {
             char *end;
             seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg) {
+            if (*end || !*optarg || *optarg == '-') { /* strtoull would wrap "-5" */
                 fprintf(stderr, "koe random-weights: --seed wants a number\n");
                 return KOE_EXIT_USAGE;
             }
