@@ -97,6 +97,84 @@ static void test_tiny_pth_equals_blob(void) {
     koe_weights_close(w);
 }
 
+/* Every tensor of b equals a's (names, dtypes, shapes, bytes). */
+static size_t count_differences(const koe_weights *a, const koe_weights *b) {
+    size_t differ = koe_weights_count(a) != koe_weights_count(b);
+    for (size_t i = 0; i < koe_weights_count(a); i++) {
+        const koe_tensor *x = koe_weights_at(a, i), *y = koe_weights_find(b, x->name);
+        differ += !y || y->dtype != x->dtype || y->ndim != x->ndim || y->nbytes != x->nbytes ||
+                  memcmp(y->shape, x->shape, sizeof x->shape) ||
+                  memcmp(y->data, x->data, x->nbytes);
+    }
+    return differ;
+}
+
+/* The raw blob + manifest form: one built here from the tiny .pth and the committed manifest,
+ * the reference blob itself when present, and manifests that lie about the blob. */
+static void test_raw_blob(void) {
+    koe_error err = {0};
+    koe_weights *pth = koe_weights_open(tiny_pth, &err);
+    KT_CHECK(pth != NULL, "%s", err.msg);
+    size_t mlen;
+    char *mtext = kt_read_file(tiny_manifest, &mlen);
+    cJSON *m = mtext ? cJSON_Parse(mtext) : NULL;
+    if (!pth || !m) {
+        KT_CHECK(0, "tiny .pth and manifest readable");
+        goto done;
+    }
+    size_t blen = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, m) {
+        size_t end = (size_t)(cJSON_GetObjectItem(e, "offset")->valuedouble +
+                              cJSON_GetObjectItem(e, "nbytes")->valuedouble);
+        if (end > blen) blen = end;
+    }
+    unsigned char *blob = calloc(1, blen);
+    cJSON_ArrayForEach(e, m) {
+        const koe_tensor *t = koe_weights_find(pth, cJSON_GetObjectItem(e, "name")->valuestring);
+        if (t)
+            memcpy(blob + (size_t)cJSON_GetObjectItem(e, "offset")->valuedouble, t->data,
+                   t->nbytes);
+    }
+    char bin[300], man[300];
+    snprintf(bin, sizeof bin, "/tmp/koe-test-raw-%d.bin", (int)getpid());
+    snprintf(man, sizeof man, "/tmp/koe-test-raw-%d.manifest.json", (int)getpid());
+    KT_EXPECT(write_file(bin, blob, blen) == 0 && write_file(man, mtext, mlen) == 0);
+    koe_weights *raw = koe_weights_open(bin, &err);
+    KT_CHECK(raw != NULL, "blob + manifest: %s", err.msg);
+    if (raw) KT_CHECK(count_differences(pth, raw) == 0, "the blob's tensors equal the .pth's");
+    koe_weights_close(raw);
+    /* the reference vectors' own blob */
+    if (!access(shared_bin, R_OK)) {
+        raw = koe_weights_open(shared_bin, &err);
+        KT_CHECK(raw && count_differences(pth, raw) == 0, "%s equals the .pth: %s", shared_bin,
+                 raw ? "" : err.msg);
+        koe_weights_close(raw);
+    }
+    /* a manifest that reaches past the blob, one that is not JSON, one with a bad dtype */
+    write_file(bin, blob, blen - 1);
+    raw = koe_weights_open(bin, &err);
+    KT_CHECK(!raw && strstr(err.msg, "do not fit the blob"), "blob one byte short: %s", err.msg);
+    koe_weights_close(raw);
+    write_file(man, "[{\"name\": \"x\",", 15);
+    raw = koe_weights_open(bin, &err);
+    KT_CHECK(!raw && strstr(err.msg, "not a JSON array"), "broken manifest: %s", err.msg);
+    koe_weights_close(raw);
+    const char *c64 = "[{\"name\":\"x\",\"dtype\":\"c64\",\"shape\":[1],\"offset\":0,"
+                      "\"nbytes\":8}]";
+    write_file(man, c64, strlen(c64));
+    raw = koe_weights_open(bin, &err);
+    KT_CHECK(!raw && strstr(err.msg, "c64"), "unknown dtype named: %s", err.msg);
+    koe_weights_close(raw);
+    unlink(bin);
+    unlink(man);
+    free(blob);
+done:
+    cJSON_Delete(m);
+    free(mtext);
+    koe_weights_close(pth);
+}
+
 static void test_lookup_and_unused(void) {
     koe_error err = {0};
     koe_weights *w = koe_weights_open(tiny_pth, &err);
@@ -639,6 +717,7 @@ int main(void) {
              "%s/kokoro-tiny/kokoro-tiny-seed1.manifest.json", sv);
     kt_run("tiny .pth matches its manifest", test_tiny_pth_matches_manifest);
     kt_run("tiny .pth equals the reference blob", test_tiny_pth_equals_blob);
+    kt_run("raw blob + manifest", test_raw_blob);
     kt_run("lookup and unused tensors", test_lookup_and_unused);
     kt_run("safetensors dtypes and bounds", test_safetensors_dtypes);
     kt_run("hostile pickles refused", test_hostile_pickles);

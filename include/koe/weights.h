@@ -27,9 +27,10 @@ typedef struct koe_tensor {
 
 typedef struct koe_weights koe_weights;
 
-/* Opens a .pth (zip + pickle) or .safetensors file, recognized by its content. Every tensor is
- * checked against the file's bounds; a truncated or corrupt file is an error naming the
- * problem. */
+/* Opens a .pth (zip + pickle) or .safetensors file, recognized by its content, or a raw
+ * little-endian blob "x.bin" described by "x.manifest.json" next to it (the reference vectors'
+ * form). Every tensor is checked against the file's bounds; a truncated or corrupt file is an
+ * error naming the problem. */
 koe_weights *koe_weights_open(const char *path, koe_error *err);
 void koe_weights_close(koe_weights *w);
 

@@ -1,5 +1,6 @@
-/* koe_weights: the tensor table over an mmapped checkpoint, name lookup, float views, and the
- * used-marks that let the model reject tensors it does not know. */
+/* koe_weights: the tensor table over an mmapped checkpoint (.pth, safetensors, or the reference
+ * vectors' raw blob + manifest), name lookup, float views, and the used-marks that let the model
+ * reject tensors it does not know. */
 #include "koe/weights.h"
 #include "model/weights_internal.h"
 
@@ -140,7 +141,10 @@ koe_weights *koe_weights_open(const char *path, koe_error *err) {
     int rc;
     /* safetensors' JSON opens at byte 8, where a zip has its compression method (0 or 8): so a
      * header length that happens to start with "PK" is still told apart. */
-    if (b[8] != '{' && b[0] == 'P' && b[1] == 'K')
+    char manifest[4096];
+    if (koe_raw_manifest_path(path, manifest, sizeof manifest) && !access(manifest, F_OK))
+        rc = koe_raw_read(w, b, len, manifest, err); /* a headerless blob: its manifest says */
+    else if (b[8] != '{' && b[0] == 'P' && b[1] == 'K')
         rc = koe_pth_read(w, b, len, err);
     else
         rc = koe_safetensors_read(w, b, len, err);

@@ -14,6 +14,11 @@ size_t koe_dtype_size(koe_dtype dt);
 /* The readers: fill w from a whole file in memory. */
 int koe_pth_read(koe_weights *w, const unsigned char *buf, size_t len, koe_error *err);
 int koe_safetensors_read(koe_weights *w, const unsigned char *buf, size_t len, koe_error *err);
+/* The raw blob + manifest of the reference vectors: x.bin is described by x.manifest.json.
+ * koe_raw_manifest_path writes that name (0 when path does not end in .bin). */
+int koe_raw_manifest_path(const char *path, char *out, size_t cap);
+int koe_raw_read(koe_weights *w, const unsigned char *buf, size_t len, const char *manifest,
+                 koe_error *err);
 
 #endif
 
