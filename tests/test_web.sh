@@ -46,7 +46,8 @@ else
     KOE=${KOE_BINARY:?}
     "$KOE" serve --help >/dev/null 2>&1 || { echo "skip: $KOE has no serve command yet"; exit 77; }
     PORT=$(free_port)
-    "$KOE" serve --host 127.0.0.1 --port "$PORT" >"$T/server.log" 2>&1 &
+    "$KOE" serve --host 127.0.0.1 --port "$PORT" --data-dir "${KOE_DATA_DIR:-$SRC/data}" --workers 1 \
+        >"$T/server.log" 2>&1 &
     SERVER=$!
 fi
 BASE="http://127.0.0.1:$PORT"
