@@ -189,23 +189,37 @@ static int unknown_voice(const koe_voices *v, const char *name, koe_error *err) 
                          name, list);
 }
 
-static int read_pack(const koe_voices *v, size_t i, float *dst, koe_error *err) {
+/* dst = w * pack (first) or dst += w * pack, read in chunks so that a blend needs no second
+ * pack-sized buffer (w = 1 copies the pack exactly). */
+static int read_pack(const koe_voices *v, size_t i, float w, int first, float *dst,
+                     koe_error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.bin", v->dir, v->names[i]);
     FILE *f = fopen(path, "rb");
     if (!f) return koe_error_set(err, KOE_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-    size_t got = fread(dst, 4, PACK_FLOATS, f);
-    fclose(f);
-    if (got != PACK_FLOATS) return koe_error_set(err, KOE_ERR_IO, "%s is truncated", path);
+    float chunk[4096];
+    size_t done = 0;
+    while (done < PACK_FLOATS) {
+        size_t want = PACK_FLOATS - done < 4096 ? PACK_FLOATS - done : 4096;
+        if (fread(chunk, 4, want, f) != want) break;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    /* The packs are little-endian float32 whatever the host. */
-    for (size_t k = 0; k < PACK_FLOATS; k++) {
-        uint32_t u;
-        memcpy(&u, &dst[k], 4);
-        u = __builtin_bswap32(u);
-        memcpy(&dst[k], &u, 4);
-    }
+        /* The packs are little-endian float32 whatever the host. */
+        for (size_t k = 0; k < want; k++) {
+            uint32_t u;
+            memcpy(&u, &chunk[k], 4);
+            u = __builtin_bswap32(u);
+            memcpy(&chunk[k], &u, 4);
+        }
 #endif
+        float *d = dst + done;
+        if (first)
+            for (size_t k = 0; k < want; k++) d[k] = w * chunk[k];
+        else
+            for (size_t k = 0; k < want; k++) d[k] += w * chunk[k];
+        done += want;
+    }
+    fclose(f);
+    if (done != PACK_FLOATS) return koe_error_set(err, KOE_ERR_IO, "%s is truncated", path);
     return 0;
 }
 
@@ -263,37 +277,26 @@ koe_voice *koe_voice_get(const koe_voices *v, const char *spec, koe_error *err) 
         p++;
     }
     koe_voice *voice = calloc(1, sizeof *voice);
-    float *tmp = n > 1 ? malloc(PACK_BYTES) : NULL;
     if (voice) voice->rows = malloc(PACK_BYTES);
-    if (!voice || !voice->rows || (n > 1 && !tmp)) {
-        free(tmp);
+    if (!voice || !voice->rows) {
         koe_voice_free(voice);
         koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
         return NULL;
     }
     voice->lang = lang_of(v->names[idx[0]][0]);
-    if (n == 1) {
-        snprintf(voice->spec, sizeof voice->spec, "%s", v->names[idx[0]]);
-        if (read_pack(v, idx[0], voice->rows, err)) {
-            koe_voice_free(voice);
-            return NULL;
-        }
-        return voice;
-    }
-    memset(voice->rows, 0, PACK_BYTES);
     size_t used = 0;
     for (int k = 0; k < n; k++) {
-        if (read_pack(v, idx[k], tmp, err)) {
-            free(tmp);
+        float w = n == 1 ? 1.0f : (float)(wt[k] / total);
+        if (read_pack(v, idx[k], w, k == 0, voice->rows, err)) {
             koe_voice_free(voice);
             return NULL;
         }
-        float w = (float)(wt[k] / total);
-        for (size_t j = 0; j < PACK_FLOATS; j++) voice->rows[j] += w * tmp[j];
-        used += (size_t)snprintf(voice->spec + used, sizeof voice->spec - used, "%s%s:%.3f",
-                                 k ? "+" : "", v->names[idx[k]], wt[k] / total);
+        if (n == 1)
+            snprintf(voice->spec, sizeof voice->spec, "%s", v->names[idx[0]]);
+        else
+            used += (size_t)snprintf(voice->spec + used, sizeof voice->spec - used, "%s%s:%.3f",
+                                     k ? "+" : "", v->names[idx[k]], wt[k] / total);
     }
-    free(tmp);
     return voice;
 }
 
