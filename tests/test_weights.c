@@ -692,6 +692,18 @@ static void test_random_full_size(void) {
         printf("  full-size random weights: %zu tensors, %.2f M parameters\n", koe_weights_count(w),
                params / 1e6);
         KT_CHECK(koe_weights_count(w) == 689, "%zu tensors", koe_weights_count(w));
+        /* the tiny manifest's names, each with its rank, the widths full size */
+        size_t mlen, missing = 0;
+        char *mtext = kt_read_file(tiny_manifest, &mlen);
+        cJSON *m = mtext ? cJSON_Parse(mtext) : NULL, *e;
+        KT_EXPECT(cJSON_GetArraySize(m) == 689);
+        cJSON_ArrayForEach(e, m) {
+            const koe_tensor *t = koe_weights_find(w, cJSON_GetObjectItem(e, "name")->valuestring);
+            missing += !t || t->ndim != cJSON_GetArraySize(cJSON_GetObjectItem(e, "shape"));
+        }
+        KT_CHECK(missing == 0, "%zu manifest names missing or of another rank", missing);
+        cJSON_Delete(m);
+        free(mtext);
         KT_CHECK(params > 81.0e6 && params < 82.6e6, "%.2f M parameters (81.8 M expected)",
                  params / 1e6);
         int nd;
