@@ -48,6 +48,7 @@ struct koe_server {
     size_t ttfa_n, ttfa_pos;
     uint64_t speech_ok, speech_total;
     double infer_ms_sum;
+    uint64_t client_gone, client_timeouts;
 };
 
 typedef struct request {
@@ -282,6 +283,12 @@ static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
     koe_buf_printf(&b, "koe_ttfa_seconds_sum %.6f\nkoe_ttfa_seconds_count %llu\n", s->ttfa_sum,
                    (unsigned long long)s->ttfa_count);
     int active = s->active_streams;
+    koe_buf_printf(&b,
+                   "# HELP koe_client_disconnects_total Requests ended by the client going away.\n"
+                   "# TYPE koe_client_disconnects_total counter\n"
+                   "koe_client_disconnects_total{reason=\"closed\"} %llu\n"
+                   "koe_client_disconnects_total{reason=\"timeout\"} %llu\n",
+                   (unsigned long long)s->client_gone, (unsigned long long)s->client_timeouts);
     pthread_mutex_unlock(&s->mu);
     koe_buf_printf(
         &b,
@@ -616,6 +623,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r) return;
     double now = koe_now_s();
     int client_gone = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    int timed_out = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED;
     /* 499 (as nginx logs it): the client left before any answer was queued */
     int status = r->status ? r->status : client_gone ? 499 : 500;
     koe_job_times jt = {0};
@@ -627,6 +635,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     double ttfa = r->t_first > 0 ? r->t_first - r->t_arrival : -1;
     pthread_mutex_lock(&s->mu);
     s->in_flight--;
+    if (timed_out)
+        s->client_timeouts++;
+    else if (client_gone)
+        s->client_gone++;
     if (r->job) {
         s->active_streams--;
         s->speech_total++;
@@ -653,7 +665,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
             (unsigned long long)r->id, status, ttfa >= 0 ? ttfa * 1e3 : -1.0,
             (now - r->t_arrival) * 1e3, r->bytes_out, r->chars, r->voice, r->format,
             jt.queue_wait * 1e3, jt.front_end * 1e3, jt.first_synth * 1e3, jt.audio_seconds,
-            client_gone ? "client_gone" : "complete");
+            timed_out     ? "timeout"
+            : client_gone ? "client_gone"
+                          : "complete");
     koe_buf_free(&r->body);
     free(r);
     *con_cls = NULL;
