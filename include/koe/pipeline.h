@@ -32,8 +32,9 @@ typedef struct koe_pipeline_opts {
 } koe_pipeline_opts;
 
 koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err);
-/* Cancels queued jobs, waits for running ones, frees. Jobs still held by callers stay valid
- * until released. */
+/* Cancels every job not yet finished (queued or running: their readers then get -1,
+ * "cancelled"), joins the workers, frees. Jobs still held by callers stay valid until released.
+ * Read a job to its end before freeing to keep its audio. */
 void koe_pipeline_free(koe_pipeline *p);
 
 koe_backend_kind koe_pipeline_backend(const koe_pipeline *p);

@@ -52,6 +52,7 @@ struct koe_pipeline {
     koe_job *head, *tail;
     int queued, running, stopping;
     pthread_t *threads;
+    koe_job **current; /* the job each worker runs (NULL when idle), so free can cancel it */
     int nthreads;
     koe_pipeline_stats stats;
     char model_path[4096];
@@ -264,8 +265,15 @@ static void run_job(koe_pipeline *p, koe_backend_worker *bw, koe_job *j) {
     pthread_mutex_unlock(&p->mu);
 }
 
+typedef struct worker_arg {
+    koe_pipeline *p;
+    int index;
+} worker_arg;
+
 static void *worker_main(void *arg) {
-    koe_pipeline *p = arg;
+    koe_pipeline *p = ((worker_arg *)arg)->p;
+    int index = ((worker_arg *)arg)->index;
+    free(arg);
     koe_error err = {0};
     koe_backend_worker *bw = p->backend->worker_new(p->backend, p->opts.threads, &err);
     for (;;) {
@@ -280,6 +288,7 @@ static void *worker_main(void *arg) {
         if (!p->head) p->tail = NULL;
         p->queued--;
         p->running++;
+        p->current[index] = j;
         pthread_mutex_unlock(&p->mu);
         if (!bw) {
             job_finish(j, 1, &err);
@@ -298,6 +307,9 @@ static void *worker_main(void *arg) {
         } else {
             run_job(p, bw, j);
         }
+        pthread_mutex_lock(&p->mu);
+        p->current[index] = NULL;
+        pthread_mutex_unlock(&p->mu);
         job_unref(j);
     }
     if (bw) p->backend->worker_free(bw);
@@ -343,8 +355,15 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
         return NULL;
     }
     p->threads = calloc((size_t)p->opts.workers, sizeof *p->threads);
-    for (int i = 0; p->threads && i < p->opts.workers; i++) {
-        if (pthread_create(&p->threads[i], NULL, worker_main, p)) break;
+    p->current = calloc((size_t)p->opts.workers, sizeof *p->current);
+    for (int i = 0; p->threads && p->current && i < p->opts.workers; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa) break;
+        *wa = (worker_arg){p, i};
+        if (pthread_create(&p->threads[i], NULL, worker_main, wa)) {
+            free(wa);
+            break;
+        }
         p->nthreads++;
     }
     if (p->nthreads == 0) {
@@ -360,10 +379,14 @@ void koe_pipeline_free(koe_pipeline *p) {
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
     for (koe_job *j = p->head; j; j = j->next) koe_job_cancel(j);
+    /* A running job whose holder stopped reading would block its worker forever. */
+    for (int i = 0; p->current && i < p->nthreads; i++)
+        if (p->current[i]) koe_job_cancel(p->current[i]);
     pthread_cond_broadcast(&p->has_work);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
     free(p->threads);
+    free(p->current);
     if (p->backend) p->backend->free(p->backend);
     koe_voices_close(p->voices);
     pthread_mutex_destroy(&p->mu);
