@@ -156,11 +156,24 @@ check "status reports TTFA percentiles and a category" node -e '
     if (!(s.ttfa.samples > 5 && s.ttfa.p50_ms > 0 && s.ttfa.p95_ms >= s.ttfa.p50_ms && s.ttfa.category)) process.exit(1);
     if (s.backend !== "espeak-ng" || s.model_loaded !== false || !s.performance_stats) process.exit(1);' "$s"
 check "every speech request logged with TTFA" test "$(grep -c '"ttfa_ms"' "$T/main.log")" -gt 10
+# a client-chosen string with quotes and a newline cannot forge log fields
+post "$B/v1/audio/speech" '{"input":"hi","voice":"x\",\"status\":200,\n\"y"}' >/dev/null
 
 # SIGTERM drains and exits 0.
 kill -TERM "$PID_main"
 wait "$PID_main"
 check "SIGTERM exits 0" test $? -eq 0
+check "every log line of a request is one JSON object with an id, status and outcome" node -e '
+    const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((l) => l.startsWith("{"));
+    let errors = 0;
+    for (const l of lines) {
+        const o = JSON.parse(l);
+        if (!(o.request > 0 && o.status >= 200 && o.outcome && o.path)) process.exit(1);
+        if (o.status === 400 && !o.error) process.exit(1);
+        if (o.status === 400) errors++;
+    }
+    const forged = lines.map(JSON.parse).filter((o) => typeof o.voice === "string" && o.voice.includes("status"));
+    process.exit(lines.length > 20 && errors > 5 && forged.length === 1 && forged[0].status === 400 ? 0 : 1)' "$T/main.log"
 
 # A full queue answers 503 with Retry-After: one worker held by a slow reader, one job queued.
 start q --workers 1 --max-queue 1

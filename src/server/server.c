@@ -62,6 +62,8 @@ typedef struct request {
     koe_job *job;
     size_t bytes_out;
     char voice[96], format[8];
+    char method[8], path[96];
+    char error[600]; /* the message of an error answer, for the log */
     size_t chars;
     int stream;
 } request;
@@ -116,6 +118,7 @@ static enum MHD_Result send_error(request *r, struct MHD_Connection *c, int code
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    snprintf(r->error, sizeof r->error, "%s", msg);
     const char *type = code == 401   ? "authentication_error"
                        : code == 404 ? "not_found_error"
                        : code == 503 ? "server_overloaded"
@@ -489,7 +492,6 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
             koe_error e2 = {0};
             n = koe_job_read(r->job, chunk, sizeof chunk, 1000, &e2);
             if (n > 0) {
-                if (r->t_first == 0) r->t_first = koe_now_s();
                 if (koe_buf_append(&all, chunk, (size_t)n)) n = -1;
             }
             if (n == 0 || n == -1) {
@@ -511,6 +513,8 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
     MHD_add_response_header(resp, "X-Request-Id", id);
     MHD_add_response_header(resp, "X-Koe-Backend", koe_pipeline_backend_name(s->pipe));
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    /* Unstreamed, the first audio byte reaches libmicrohttpd with the whole file. */
+    if (!stream) r->t_first = koe_now_s();
     ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
     r->status = 200;
@@ -603,6 +607,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!r) return MHD_NO;
         r->s = s;
         r->t_arrival = koe_now_s();
+        snprintf(r->method, sizeof r->method, "%s", method);
+        snprintf(r->path, sizeof r->path, "%s", url);
         pthread_mutex_lock(&s->mu);
         r->id = ++s->next_id;
         s->in_flight++;
@@ -630,6 +636,46 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return route(r, c, url, method);
 }
 
+/* One JSON line per request (speech, or any error): built with cJSON so that client-chosen
+ * strings (voice, path) are escaped and cannot forge log fields. */
+static void log_request(const request *r, int status, double ttfa, double now,
+                        const koe_job_times *jt, enum MHD_RequestTerminationCode toe) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return;
+    cJSON_AddNumberToObject(o, "request", (double)r->id);
+    cJSON_AddStringToObject(o, "method", r->method);
+    cJSON_AddStringToObject(o, "path", r->path);
+    cJSON_AddNumberToObject(o, "status", status);
+    if (ttfa >= 0)
+        cJSON_AddNumberToObject(o, "ttfa_ms", round(ttfa * 1e4) / 10);
+    else
+        cJSON_AddNullToObject(o, "ttfa_ms");
+    cJSON_AddNumberToObject(o, "total_ms", round((now - r->t_arrival) * 1e4) / 10);
+    cJSON_AddNumberToObject(o, "bytes", (double)r->bytes_out);
+    if (r->is_speech) {
+        cJSON_AddNumberToObject(o, "chars", (double)r->chars);
+        cJSON_AddStringToObject(o, "voice", r->voice);
+        cJSON_AddStringToObject(o, "format", r->format);
+        cJSON_AddBoolToObject(o, "stream", r->stream);
+        cJSON_AddNumberToObject(o, "queue_ms", round(jt->queue_wait * 1e4) / 10);
+        cJSON_AddNumberToObject(o, "front_end_ms", round(jt->front_end * 1e4) / 10);
+        cJSON_AddNumberToObject(o, "first_synth_ms", round(jt->first_synth * 1e4) / 10);
+        cJSON_AddNumberToObject(o, "first_bytes_ms", round(jt->first_bytes * 1e4) / 10);
+        cJSON_AddNumberToObject(o, "audio_s", round(jt->audio_seconds * 100) / 100);
+        cJSON_AddNumberToObject(o, "segments", jt->segments);
+    }
+    if (r->error[0]) cJSON_AddStringToObject(o, "error", r->error);
+    cJSON_AddStringToObject(o, "outcome",
+                            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK      ? "complete"
+                            : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout"
+                            : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
+                                                                            : "client_gone");
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (line) fprintf(stderr, "%s\n", line);
+    free(line);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)c;
@@ -637,10 +683,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     request *r = *con_cls;
     if (!r) return;
     double now = koe_now_s();
-    int client_gone = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    int shutdown = toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN;
+    int client_gone = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !shutdown;
     int timed_out = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED;
     /* 499 (as nginx logs it): the client left before any answer was queued */
-    int status = r->status ? r->status : client_gone ? 499 : 500;
+    int status = r->status ? r->status : client_gone ? 499 : shutdown ? 503 : 500;
     koe_job_times jt = {0};
     if (r->job) {
         koe_job_get_times(r->job, &jt);
@@ -671,18 +718,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         if (s->ttfa_n < TTFA_WINDOW) s->ttfa_n++;
     }
     pthread_mutex_unlock(&s->mu);
-    if (r->is_speech || status >= 400)
-        fprintf(
-            stderr,
-            "{\"request\":%llu,\"status\":%d,\"ttfa_ms\":%.1f,\"total_ms\":%.1f,\"bytes\":%zu,"
-            "\"chars\":%zu,\"voice\":\"%s\",\"format\":\"%s\",\"queue_ms\":%.1f,"
-            "\"front_end_ms\":%.1f,\"first_synth_ms\":%.1f,\"audio_s\":%.2f,\"outcome\":\"%s\"}\n",
-            (unsigned long long)r->id, status, ttfa >= 0 ? ttfa * 1e3 : -1.0,
-            (now - r->t_arrival) * 1e3, r->bytes_out, r->chars, r->voice, r->format,
-            jt.queue_wait * 1e3, jt.front_end * 1e3, jt.first_synth * 1e3, jt.audio_seconds,
-            timed_out     ? "timeout"
-            : client_gone ? "client_gone"
-                          : "complete");
+    if (r->is_speech || status >= 400) log_request(r, status, ttfa, now, &jt, toe);
     koe_buf_free(&r->body);
     free(r);
     *con_cls = NULL;
