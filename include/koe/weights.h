@@ -33,6 +33,10 @@ typedef struct koe_weights koe_weights;
  * error naming the problem. */
 koe_weights *koe_weights_open(const char *path, koe_error *err);
 void koe_weights_close(koe_weights *w);
+/* Tells the kernel the file's pages read so far are no longer needed (they are re-read from the
+ * file if touched again). A model that copies and packs its weights part by part calls it after
+ * each part, so that the mapping does not add the whole file to its peak memory. */
+void koe_weights_release_pages(koe_weights *w);
 
 size_t koe_weights_count(const koe_weights *w);
 const koe_tensor *koe_weights_at(const koe_weights *w, size_t i);

@@ -80,14 +80,20 @@ koe_model *koe_model_load(const char *weights_path, const char *config_path, koe
         koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    int ok = (m->albert = koe_albert_new(koe_weights_lookup, w, &ac, err)) &&
-             (m->pred = koe_predictor_new(koe_weights_lookup, w, err)) &&
-             (m->te = koe_text_encoder_new(koe_weights_lookup, w, err));
+    /* Each part copies and packs what it needs; the file's pages are released after each so
+     * that the mapping never adds the whole checkpoint to the peak memory. */
+    int ok = (m->albert = koe_albert_new(koe_weights_lookup, w, &ac, err)) != NULL;
+    koe_weights_release_pages(w);
+    ok = ok && (m->pred = koe_predictor_new(koe_weights_lookup, w, err));
+    koe_weights_release_pages(w);
+    ok = ok && (m->te = koe_text_encoder_new(koe_weights_lookup, w, err));
     if (ok) {
         m->H = koe_text_encoder_width(m->te);
         m->vocab = koe_text_encoder_vocab(m->te);
-        ok = (m->dec = koe_decoder_new(koe_weights_lookup, w, m->H, STYLE, err)) &&
-             (m->gen = koe_generator_new_lookup(koe_weights_lookup, w, err));
+        koe_weights_release_pages(w);
+        ok = (m->dec = koe_decoder_new(koe_weights_lookup, w, m->H, STYLE, err)) != NULL;
+        koe_weights_release_pages(w);
+        ok = ok && (m->gen = koe_generator_new_lookup(koe_weights_lookup, w, err));
     }
     if (ok && (koe_albert_out_width(m->albert) != m->H || koe_predictor_width(m->pred) != m->H ||
                koe_decoder_out_width(m->dec) != koe_generator_width(m->gen))) {

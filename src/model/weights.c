@@ -180,6 +180,10 @@ koe_weights *koe_weights_open(const char *path, koe_error *err) {
     return w;
 }
 
+void koe_weights_release_pages(koe_weights *w) {
+    if (w && w->map) madvise(w->map, w->map_len, MADV_DONTNEED);
+}
+
 void koe_weights_close(koe_weights *w) {
     if (!w) return;
     for (size_t i = 0; i < w->n; i++) {
