@@ -70,6 +70,7 @@ check "a blend of voices speaks" test "$(post "$B/v1/audio/speech" '{"input":"Bl
 check "OpenAI voice names are accepted" test "$(post "$B/v1/audio/speech" '{"input":"Alloy.","voice":"alloy","model":"tts-1"}')" = 200
 hdrs=$(curl -s -D - -o "$T/nostream" -X POST "$B/v1/audio/speech" -d "{\"input\":\"$TEXT\",\"stream\":false,\"response_format\":\"wav\"}")
 check "stream:false answers with a Content-Length" grep -qi '^content-length: [1-9]' <<<"$hdrs"
+check "stream:false wav has its real sizes in the header" test "$(od -An -tu4 -j40 -N4 "$T/nostream" | tr -d ' ')" -eq $(($(stat -c %s "$T/nostream") - 44))
 hdrs=$(curl -s -D - -o /dev/null -X POST "$B/v1/audio/speech" -d "{\"input\":\"$TEXT\",\"response_format\":\"wav\"}")
 check "streaming answers chunked" grep -qi '^transfer-encoding: chunked' <<<"$hdrs"
 

@@ -364,6 +364,21 @@ static void stream_free(void *cls) {
     (void)cls; /* the request owns everything */
 }
 
+static void put_le32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A whole wav in hand: its header gets the real sizes in place of the streaming "unknown
+ * length", so players can show the duration and seek. */
+static void set_wav_sizes(void *data, size_t len) {
+    unsigned char *h = data;
+    if (len < 44 || len - 8 > UINT32_MAX || memcmp(h, "RIFF", 4) || memcmp(h + 8, "WAVE", 4) ||
+        memcmp(h + 36, "data", 4))
+        return;
+    put_le32(h + 4, (uint32_t)(len - 8));
+    put_le32(h + 40, (uint32_t)(len - 44));
+}
+
 static int is_blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!strchr(" \t\r\n\f\v", s[i])) return 0;
@@ -504,6 +519,7 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
             return send_error(r, c, 500, NULL, NULL, "synthesis failed: %s", err.msg);
         }
         r->bytes_out = all.len;
+        if (format == KOE_FORMAT_WAV) set_wav_sizes(all.data, all.len);
         resp = MHD_create_response_from_buffer(all.len, all.data ? all.data : (void *)"",
                                                MHD_RESPMEM_MUST_COPY);
         koe_buf_free(&all);
