@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# koe serve end to end over loopback with curl, ffprobe and the official openai client: every
+# koe serve end to end over loopback with curl and ffprobe/ffmpeg: every
 # format decodes, every error has its status and OpenAI-shaped body, limits, auth, the legacy
 # request shape, 503 when the queue is full, cancellation when a client goes away, metrics and
 # status reflecting what was just done, SIGTERM exiting 0. Nothing here depends on timing: waits
@@ -128,14 +128,7 @@ check "GET /v1/audio/voices lists 54 voices" node -e '
 check "GET /v1/models lists kokoro and tts-1" grep -q '"tts-1"' <(curl -s "$B/v1/models")
 check "GET / serves the web page" grep -qi '<html' <(curl -s "$B/")
 
-# The official openai client, streaming to a file.
-if [ -d "$KOE_SOURCE_DIR/tests/client/node_modules/openai" ]; then
-    node "$KOE_SOURCE_DIR/tests/client/speak.js" "$P" "$T/openai.mp3" mp3
-    check "openai client: speech.create streamed and errors typed" test $? -eq 0
-    check "openai client: the file decodes" ffprobe -v error -show_entries stream=codec_name -of csv=p=0 "$T/openai.mp3"
-else
-    echo "skip openai client (npm ci --prefix tests/client)"
-fi
+# (The official openai client: tests/test_server_openai.sh.)
 
 # A client that goes away mid-stream cancels its job.
 before=$(metric "$P" 'koe_jobs_total{outcome="cancelled"}')
