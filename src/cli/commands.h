@@ -22,5 +22,6 @@ int koe_cmd_voices(int argc, char **argv);
 int koe_cmd_serve(int argc, char **argv);
 int koe_cmd_download(int argc, char **argv);
 int koe_cmd_models(int argc, char **argv);
+int koe_cmd_say(int argc, char **argv);
 
 #endif

@@ -16,9 +16,11 @@ KOE_WEAK int koe_cmd_voices(int argc, char **argv);
 KOE_WEAK int koe_cmd_serve(int argc, char **argv);
 KOE_WEAK int koe_cmd_download(int argc, char **argv);
 KOE_WEAK int koe_cmd_models(int argc, char **argv);
+KOE_WEAK int koe_cmd_say(int argc, char **argv);
 
 static const koe_command commands[] = {
     {"serve", koe_cmd_serve, "run the speech server (OpenAI-compatible HTTP API)"},
+    {"say", koe_cmd_say, "speak text: play it, write a file (-o) or pipe it"},
     {"synth", koe_cmd_synth, "synthesize text to an audio file"},
     {"voices", koe_cmd_voices, "list the installed voices"},
     {"phonemize", koe_cmd_phonemize, "show segments, phonemes and token ids of a text"},
