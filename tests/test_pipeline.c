@@ -307,6 +307,36 @@ static void test_queue_full(void) {
     koe_pipeline_free(p);
 }
 
+/* A job cancelled while it waits leaves the queue at once: its place is free, its reader told,
+ * though the only worker is still busy. */
+static void test_cancel_while_queued(void) {
+    koe_pipeline *p = espeak_pipeline(1, 1, 4096);
+    if (!p) return;
+    koe_error err = {0};
+    koe_speech_request r = req(story, "af_heart", KOE_FORMAT_PCM, 0);
+    koe_job *a = koe_pipeline_submit(p, &r, &err);
+    KT_CHECK(a && wait_stats(p, one_running), "the first job runs: %s", err.msg);
+    koe_job *b = koe_pipeline_submit(p, &r, &err);
+    KT_CHECK(b, "the second waits: %s", err.msg);
+    koe_job_cancel(b);
+    koe_pipeline_stats s;
+    koe_pipeline_get_stats(p, &s);
+    KT_CHECK(s.queued == 0 && s.running == 1 && s.jobs_cancelled == 1,
+             "after the cancel: queued %d running %d cancelled %llu", s.queued, s.running,
+             (unsigned long long)s.jobs_cancelled);
+    char buf[64];
+    err = (koe_error){0};
+    KT_CHECK(b && koe_job_read(b, buf, sizeof buf, 1000, &err) == -1 &&
+                 err.code == KOE_ERR_CANCELLED,
+             "its reader is told: %s", err.msg);
+    koe_job *c = koe_pipeline_submit(p, &r, &err);
+    KT_CHECK(c, "its place is free: %s", err.msg);
+    koe_job_release(b); /* after a cancel, release must not count or free twice */
+    koe_job_release(c);
+    koe_job_release(a);
+    koe_pipeline_free(p);
+}
+
 /* Freeing while a caller still holds a running, unread job and a queued one: no hang, and the
  * held jobs then read as cancelled. */
 static void test_free_with_held_jobs(void) {
@@ -346,6 +376,7 @@ int main(void) {
     kt_run("concurrent jobs isolated", test_concurrent_jobs_isolated);
     kt_run("cancel reaches the reader", test_cancel_reaches_reader);
     kt_run("queue full", test_queue_full);
+    kt_run("cancel while queued", test_cancel_while_queued);
     kt_run("free with held jobs", test_free_with_held_jobs);
     return kt_finish();
 }

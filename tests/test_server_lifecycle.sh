@@ -34,6 +34,13 @@ wait_metric() { # port key minimum
     done
     return 1
 }
+wait_metric_le() { # port key maximum
+    for _ in $(seq 1200); do
+        v=$(metric "$1" "$2"); [ -n "$v" ] && awk -v v="$v" -v m="$3" 'BEGIN{exit !(v <= m)}' && return 0
+        sleep 0.05
+    done
+    return 1
+}
 story=$(for i in $(seq 300); do printf 'Sentence number %d of a long story that nobody will hear to the end. ' "$i"; done)
 
 # 1. A client that stops reading: once every buffer on the way is full, nothing moves for
@@ -47,6 +54,23 @@ check "its job is cancelled" wait_metric "$PORT_slow" 'koe_jobs_total{outcome="c
 check "the log says timeout" grep -q '"outcome":"timeout"' "$T/slow.log"
 check "the worker is free again" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$S/v1/audio/speech" -d '{"input":"Next, please."}')" = 200
 kill -9 "$PID_slow" 2>/dev/null
+
+# 1b. A client that leaves while its job still waits for a worker: the job leaves the queue at
+# once, though the only worker is still busy with another.
+start queued --workers 1 --max-queue 1 --timeout 600
+Q="http://127.0.0.1:$PORT_queued"
+curl -s -N -X POST "$Q/v1/audio/speech" -d "{\"input\":\"$story\",\"response_format\":\"pcm\"}" | sleep 600 &
+PIDS+=($!)
+check "the worker is held" wait_metric "$PORT_queued" koe_jobs_running 1
+curl -s -N -o /dev/null -X POST "$Q/v1/audio/speech" -d '{"input":"I will not wait."}' &
+waiter=$!
+check "a second job waits" wait_metric "$PORT_queued" koe_queue_depth 1
+kill "$waiter"; wait "$waiter" 2>/dev/null
+check "it leaves the queue when its client goes" wait_metric_le "$PORT_queued" koe_queue_depth 0
+check "  counted as cancelled" wait_metric "$PORT_queued" 'koe_jobs_total{outcome="cancelled"}' 1
+check "  while the worker is still busy" test "$(metric "$PORT_queued" koe_jobs_running)" = 1
+check "  and the log says client_gone" grep -q '"outcome":"client_gone"' "$T/queued.log"
+kill -9 "$PID_queued" 2>/dev/null
 
 # 2. SIGTERM while a stream is in flight: the stream completes (its last chunk arrives, which a
 # failed or cut job never sends) and is as long as an undisturbed one.

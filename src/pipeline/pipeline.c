@@ -41,6 +41,9 @@ struct koe_job {
     double t_submit;
     koe_job_times times;
     koe_job *next; /* queue link */
+    /* The pipeline while the job waits in its queue, NULL once a worker took it; set and read
+     * under both the pipeline's mutex and this job's (in that order). */
+    koe_pipeline *waiting_in;
 };
 
 struct koe_pipeline {
@@ -84,13 +87,49 @@ void koe_job_release(koe_job *j) {
     job_unref(j);
 }
 
-void koe_job_cancel(koe_job *j) {
-    if (!j) return;
+static void job_finish(koe_job *j, int failed, const koe_error *err);
+
+/* Tells the job's worker and reader to stop (the caller may hold the pipeline's mutex). */
+static void job_flag_cancel(koe_job *j) {
     pthread_mutex_lock(&j->mu);
     j->cancel = 1;
     pthread_cond_broadcast(&j->can_write);
     pthread_cond_broadcast(&j->can_read);
     pthread_mutex_unlock(&j->mu);
+}
+
+void koe_job_cancel(koe_job *j) {
+    if (!j) return;
+    pthread_mutex_lock(&j->mu);
+    koe_pipeline *p = j->waiting_in;
+    pthread_mutex_unlock(&j->mu);
+    int unlinked = 0;
+    if (p) {
+        /* Still waiting for a worker: leave the queue now, so the place is free at once. */
+        pthread_mutex_lock(&p->mu);
+        pthread_mutex_lock(&j->mu);
+        if (j->waiting_in == p) {
+            koe_job **link = &p->head, *prev = NULL;
+            while (*link && *link != j) prev = *link, link = &(*link)->next;
+            if (*link) {
+                *link = j->next;
+                if (p->tail == j) p->tail = prev;
+                p->queued--;
+                p->stats.jobs_cancelled++;
+                unlinked = 1;
+            }
+            j->waiting_in = NULL;
+        }
+        pthread_mutex_unlock(&j->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
+    job_flag_cancel(j);
+    if (unlinked) {
+        koe_error e = {0};
+        koe_error_set(&e, KOE_ERR_CANCELLED, "cancelled while waiting for a worker");
+        job_finish(j, 1, &e);
+        job_unref(j); /* the reference the worker would have dropped */
+    }
 }
 
 /* The encoder's write callback: into the ring, waiting for room (back-pressure). */
@@ -285,6 +324,9 @@ static void *worker_main(void *arg) {
         }
         koe_job *j = p->head;
         p->head = j->next;
+        pthread_mutex_lock(&j->mu);
+        j->waiting_in = NULL;
+        pthread_mutex_unlock(&j->mu);
         if (!p->head) p->tail = NULL;
         p->queued--;
         p->running++;
@@ -378,10 +420,10 @@ void koe_pipeline_free(koe_pipeline *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
-    for (koe_job *j = p->head; j; j = j->next) koe_job_cancel(j);
+    for (koe_job *j = p->head; j; j = j->next) job_flag_cancel(j);
     /* A running job whose holder stopped reading would block its worker forever. */
     for (int i = 0; p->current && i < p->nthreads; i++)
-        if (p->current[i]) koe_job_cancel(p->current[i]);
+        if (p->current[i]) job_flag_cancel(p->current[i]);
     pthread_cond_broadcast(&p->has_work);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
@@ -471,6 +513,7 @@ koe_job *koe_pipeline_submit(koe_pipeline *p, const koe_speech_request *r, koe_e
     else
         p->head = j;
     p->tail = j;
+    j->waiting_in = p; /* workers read it under p->mu, held here; the caller has no job yet */
     p->queued++;
     pthread_cond_signal(&p->has_work);
     pthread_mutex_unlock(&p->mu);

@@ -9,6 +9,8 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <arpa/inet.h>
+#include <errno.h>
+#include <sys/socket.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -60,12 +62,15 @@ typedef struct request {
     int status;
     int is_speech;
     koe_job *job;
+    struct MHD_Connection *conn;
     size_t bytes_out;
     char voice[96], format[8];
     char method[8], path[96];
     char error[600]; /* the message of an error answer, for the log */
     size_t chars;
     int stream;
+    int client_closed; /* seen closed while waiting for audio */
+    int failed;        /* synthesis failed mid-stream */
 } request;
 
 /* ------------------------------------------------------------------ small helpers */
@@ -338,12 +343,23 @@ static const char *map_openai_voice(const char *v) {
     return v;
 }
 
+/* Whether the client closed its side. libmicrohttpd only notices on its next write, and no
+ * write happens while a job waits for a worker or its first segment: look at the socket. */
+static int client_closed(request *r) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return 0;
+    char byte;
+    ssize_t n = recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     request *r = cls;
     for (;;) {
         koe_error err = {0};
-        ssize_t n = koe_job_read(r->job, buf, max, 1000, &err);
+        ssize_t n = koe_job_read(r->job, buf, max, 200, &err);
         if (n > 0) {
             if (r->t_first == 0) r->t_first = koe_now_s();
             r->bytes_out += (size_t)n;
@@ -355,7 +371,12 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         if (n == -1) {
             fprintf(stderr, "koe: request %llu: %s\n", (unsigned long long)r->id, err.msg);
             r->status = 500;
+            r->failed = 1;
             return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (client_closed(r)) {
+            r->client_closed = 1;
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* the job is cancelled on completion */
         }
     }
 }
@@ -623,6 +644,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!r) return MHD_NO;
         r->s = s;
         r->t_arrival = koe_now_s();
+        r->conn = c;
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         pthread_mutex_lock(&s->mu);
@@ -655,7 +677,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 /* One JSON line per request (speech, or any error): built with cJSON so that client-chosen
  * strings (voice, path) are escaped and cannot forge log fields. */
 static void log_request(const request *r, int status, double ttfa, double now,
-                        const koe_job_times *jt, enum MHD_RequestTerminationCode toe) {
+                        const koe_job_times *jt, const char *outcome) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return;
     cJSON_AddNumberToObject(o, "request", (double)r->id);
@@ -681,11 +703,7 @@ static void log_request(const request *r, int status, double ttfa, double now,
         cJSON_AddNumberToObject(o, "segments", jt->segments);
     }
     if (r->error[0]) cJSON_AddStringToObject(o, "error", r->error);
-    cJSON_AddStringToObject(o, "outcome",
-                            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK      ? "complete"
-                            : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout"
-                            : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
-                                                                            : "client_gone");
+    cJSON_AddStringToObject(o, "outcome", outcome);
     char *line = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (line) fprintf(stderr, "%s\n", line);
@@ -699,11 +717,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     request *r = *con_cls;
     if (!r) return;
     double now = koe_now_s();
-    int shutdown = toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN;
-    int client_gone = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !shutdown;
+    int daemon_stopping = toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN;
+    int client_gone = r->client_closed || (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
+                                           !daemon_stopping && !r->failed);
     int timed_out = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED;
     /* 499 (as nginx logs it): the client left before any answer was queued */
-    int status = r->status ? r->status : client_gone ? 499 : shutdown ? 503 : 500;
+    int status = r->status ? r->status : client_gone ? 499 : daemon_stopping ? 503 : 500;
     koe_job_times jt = {0};
     if (r->job) {
         koe_job_get_times(r->job, &jt);
@@ -734,7 +753,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         if (s->ttfa_n < TTFA_WINDOW) s->ttfa_n++;
     }
     pthread_mutex_unlock(&s->mu);
-    if (r->is_speech || status >= 400) log_request(r, status, ttfa, now, &jt, toe);
+    if (r->is_speech || status >= 400)
+        log_request(r, status, ttfa, now, &jt,
+                    r->failed         ? "failed"
+                    : timed_out       ? "timeout"
+                    : client_gone     ? "client_gone"
+                    : daemon_stopping ? "shutdown"
+                                      : "complete");
     koe_buf_free(&r->body);
     free(r);
     *con_cls = NULL;
