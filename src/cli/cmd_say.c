@@ -61,8 +61,11 @@ static void install_signals(struct sigaction *old_int, struct sigaction *old_ter
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     /* No SA_RESTART: a blocked read or write returns EINTR, so the flag is seen at once. */
-    sigaction(SIGINT, &sa, old_int);
-    sigaction(SIGTERM, &sa, old_term);
+    sigaction(SIGINT, NULL, old_int);
+    sigaction(SIGTERM, NULL, old_term);
+    /* A signal the caller chose to ignore (nohup, a background job) stays ignored. */
+    if (old_int->sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
+    if (old_term->sa_handler != SIG_IGN) sigaction(SIGTERM, &sa, NULL);
 }
 
 /* ------------------------------------------------------------------ destinations */
@@ -107,7 +110,9 @@ static void patch_wav_sizes(int fd, off_t start, uint64_t data_bytes) {
     unsigned char le[4];
     uint32_t riff = (uint32_t)(data_bytes + 36), data = (uint32_t)data_bytes;
     struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) return;
+    int fl = fcntl(fd, F_GETFL);
+    /* pwrite on an O_APPEND descriptor appends instead of patching: leave such a stream alone. */
+    if (fl < 0 || (fl & O_APPEND) || fstat(fd, &st) || !S_ISREG(st.st_mode)) return;
     unsigned char hdr[44];
     if (pread(fd, hdr, sizeof hdr, start) != (ssize_t)sizeof hdr) return;
     if (memcmp(hdr, "RIFF", 4) || memcmp(hdr + 8, "WAVE", 4) || memcmp(hdr + 36, "data", 4)) return;
@@ -131,8 +136,7 @@ static int open_temp(dest *d, const char *out) {
     if (d->fd < 0) return -1;
     mode_t um = umask(0);
     umask(um);
-    if (fchmod(d->fd, 0666 & ~um)) { /* mkstemp makes it 0600; keep the usual mode */
-    }
+    (void)fchmod(d->fd, 0666 & ~um); /* mkstemp makes it 0600; give the usual mode */
     return 0;
 }
 
@@ -235,10 +239,11 @@ static int wait_player(dest *d) {
 
 /* ------------------------------------------------------------------ progress */
 
-/* The pipeline reports the segment count once it has cut the text, but not how many segments are
- * done; that is estimated from the audio produced against the audio the text should give, the
- * expected speaking rate being refined by nothing but the final figures. The estimate is marked
- * with '~' and the last line gives the measured values. */
+/* The pipeline reports the segment count once it has cut the text, but not which segment it is
+ * on (koe_job_times would need a segments_done field). So the count done is estimated: the audio
+ * produced so far against the audio the whole text should give at about 15 characters a second
+ * (English at ~150 words a minute) times the speed, mapped onto the segments' character spans.
+ * Estimates are marked with '~'; the last line gives the measured figures. */
 typedef struct progress {
     int on;
     double t0, last;
