@@ -52,6 +52,13 @@ PIDS+=($!)
 check "a stalled reader is timed out" wait_metric "$PORT_slow" 'koe_client_disconnects_total{reason="timeout"}' 1
 check "its job is cancelled" wait_metric "$PORT_slow" 'koe_jobs_total{outcome="cancelled"}' 1
 check "the log says timeout" grep -q '"outcome":"timeout"' "$T/slow.log"
+# a client that stops in the middle of its request body is closed too
+exec 3<>"/dev/tcp/127.0.0.1/$PORT_slow"
+printf 'POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"inp' >&3
+timeout 120 cat <&3 >/dev/null  # returns at the server's close (the bound only guards a hang)
+check "a stalled upload is closed by the server" test $? -eq 0
+exec 3<&-
+check "  and counted as a timeout" wait_metric "$PORT_slow" 'koe_client_disconnects_total{reason="timeout"}' 2
 check "the worker is free again" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$S/v1/audio/speech" -d '{"input":"Next, please."}')" = 200
 kill -9 "$PID_slow" 2>/dev/null
 

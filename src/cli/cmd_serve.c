@@ -25,12 +25,12 @@ typedef struct flag {
 } flag;
 
 static const flag flags[] = {
-    {"host", "KOE_HOST", "127.0.0.1", "address to listen on (IPv4)"},
+    {"host", "KOE_HOST", "127.0.0.1", "IPv4 address to listen on (0.0.0.0 = all; localhost ok)"},
     {"port", "KOE_PORT", "8880", "TCP port (0 = any free port, printed at start)"},
     {"data-dir", "KOE_DATA_DIR", "data", "voices (voices/*.bin) and kokoro-v1_0.pth"},
     {"model", "KOE_MODEL", "",
-     "Kokoro weights (.pth or .safetensors); default: data-dir/kokoro-v1_0.pth if present"},
-    {"config", "KOE_CONFIG", "", "Kokoro config.json (default: the built-in Kokoro-82M config)"},
+     "Kokoro weights (.pth or .safetensors); unset: data-dir/kokoro-v1_0.pth if present"},
+    {"config", "KOE_CONFIG", "", "Kokoro config.json; unset: the built-in Kokoro-82M config"},
     {"random-weights", "KOE_RANDOM_WEIGHTS", "",
      "run Kokoro on full-size random weights (benchmarks): the file is written if missing"},
     {"workers", "KOE_WORKERS", "0", "inference workers (0 = number of cores)"},

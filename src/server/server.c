@@ -782,7 +782,8 @@ koe_server *koe_server_start(const koe_server_opts *opts, koe_pipeline *pipeline
     s->pipe = pipeline;
     pthread_mutex_init(&s->mu, NULL);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->o.port)};
-    if (inet_pton(AF_INET, s->o.host, &addr.sin_addr) != 1) {
+    const char *ip = strcmp(s->o.host, "localhost") ? s->o.host : "127.0.0.1";
+    if (inet_pton(AF_INET, ip, &addr.sin_addr) != 1) {
         koe_error_set(err, KOE_ERR_INVALID, "--host %s is not an IPv4 address", s->o.host);
         free(s);
         return NULL;
