@@ -100,6 +100,9 @@ err "speed not a number" 400 speed '{"input":"hi","speed":"fast"}'
 err "stream not a bool" 400 stream '{"input":"hi","stream":"yes"}'
 err "unknown model" 400 model '{"input":"hi","model":"gpt-4"}'
 err "Japanese refused clearly" 400 - '{"input":"hi","voice":"jf_alpha"}'
+err "an escaped NUL in input" 400 - '{"input":"Hello\u0000 world"}'
+check "  named as such" grep -q "U+0000" "$T/out"
+check "an escaped backslash before u0000 is just text" test "$(post "$B/v1/audio/speech" '{"input":"a \\u0000 b","response_format":"pcm"}')" = 200
 printf '{"input":"caf\xc3 x"}' >"$T/badutf8.json"
 code=$(curl -s -o "$T/out" -w '%{http_code}' -X POST "$B/v1/audio/speech" --data-binary @"$T/badutf8.json")
 check "invalid UTF-8 -> 400" test "$code" = 400

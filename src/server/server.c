@@ -400,6 +400,19 @@ static void set_wav_sizes(void *data, size_t len) {
     put_le32(h + 40, (uint32_t)(len - 44));
 }
 
+/* cJSON turns \u0000 into a C string's end, which would silently cut the text there: a NUL,
+ * raw or escaped, is refused before parsing. Escape pairs are skipped whole, so an escaped
+ * backslash followed by "u0000" (literal text) is not mistaken for one. */
+static int has_nul(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (!s[i]) return 1;
+        if (s[i] != '\\' || i + 1 >= n) continue;
+        if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return 1;
+        i++;
+    }
+    return 0;
+}
+
 static int is_blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!strchr(" \t\r\n\f\v", s[i])) return 0;
@@ -411,6 +424,9 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
     r->is_speech = 1;
     if (!r->body.len)
         return send_error(r, c, 400, NULL, NULL, "the request body is empty: send JSON");
+    if (has_nul(r->body.data, r->body.len))
+        return send_error(r, c, 400, NULL, NULL,
+                          "the request contains U+0000 (NUL), which text cannot carry");
     cJSON *j = cJSON_ParseWithLength(r->body.data, r->body.len);
     if (!j) return send_error(r, c, 400, NULL, NULL, "the request body is not valid JSON");
     if (!cJSON_IsObject(j)) {
