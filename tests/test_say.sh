@@ -14,7 +14,7 @@ duration() { ffprobe -v error -show_entries format=duration -of csv=p=0 "$1" 2>/
 positive() { awk -v d="$1" 'BEGIN { exit !(d + 0 > 0) }'; }
 only_files() { local got; got=$(cd "$T" && ls -A | LC_ALL=C sort | tr "\n" " "); [ "$got" = "$* " ] || { echo "files: $got"; return 1; }; }
 [ -d "$KOE_DATA_DIR/voices" ] || { echo "no voices (make deps)"; exit 77; }
-command -v ffprobe >/dev/null || { echo "no ffprobe"; exit 77; }
+command -v ffprobe >/dev/null && command -v ffmpeg >/dev/null || { echo "no ffprobe/ffmpeg"; exit 77; }
 export KOE_DATA_DIR
 cd "$T" || exit 1
 
@@ -32,7 +32,11 @@ check "the wav header has the real sizes" test "$(od -An -tu4 -j40 -N4 out.wav |
 echo "Text from a file." > in.txt
 "$KOE" say -v am_adam --file in.txt -o file.opus 2>/dev/null
 check "--file to opus" test "$(codec file.opus)" = opus
-rm -f in.txt file.opus
+"$KOE" say -o k.flac "A flac file that knows its length." 2>/dev/null
+check "flac decodes" test "$(codec k.flac)" = flac
+samples=$(( $(ffmpeg -v error -i k.flac -f s16le - | wc -c) / 2 ))
+check "flac STREAMINFO holds the decoded sample count" test "$(ffprobe -v error -show_entries stream=duration_ts -of csv=p=0 k.flac)" = "$samples"
+rm -f in.txt file.opus k.flac
 
 # Bad input: exit 2, nothing written, a good file already there untouched.
 cp out.wav good.wav

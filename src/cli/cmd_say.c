@@ -122,6 +122,22 @@ static void patch_wav_sizes(int fd, off_t start, uint64_t data_bytes) {
     if (pwrite(fd, le, 4, start + 40) != 4) return;
 }
 
+/* The same for FLAC: a stream encoder cannot seek back, so STREAMINFO says "total samples
+ * unknown" (0) and readers cannot tell the duration; put the count in (36 bits: the low nibble of
+ * byte 21 and bytes 22..25 of the file). */
+static void patch_flac_total(int fd, off_t start, uint64_t samples) {
+    unsigned char h[26];
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL);
+    if (samples >> 36 || fl < 0 || (fl & O_APPEND) || fstat(fd, &st) || !S_ISREG(st.st_mode))
+        return;
+    if (pread(fd, h, sizeof h, start) != (ssize_t)sizeof h) return;
+    if (memcmp(h, "fLaC", 4) || (h[4] & 0x7F) != 0 || h[5] || h[6] || h[7] != 34) return;
+    h[21] = (unsigned char)((h[21] & 0xF0) | ((samples >> 32) & 0x0F));
+    for (int i = 0; i < 4; i++) h[22 + i] = (unsigned char)(samples >> (24 - 8 * i));
+    if (pwrite(fd, h + 21, 5, start + 21) != 5) return;
+}
+
 /* A hidden temporary file in the target's directory (rename must not cross file systems). */
 static int open_temp(dest *d, const char *out) {
     char a[4096], b[4096];
@@ -557,6 +573,8 @@ int koe_cmd_say(int argc, char **argv) {
     }
     if (!rc && !g_signal && fmt == KOE_FORMAT_WAV && d.kind != DEST_PLAYER && d.start >= 0)
         patch_wav_sizes(d.fd, d.start, nsamples * 2);
+    if (!rc && !g_signal && fmt == KOE_FORMAT_FLAC && d.kind != DEST_PLAYER && d.start >= 0)
+        patch_flac_total(d.fd, d.start, nsamples);
 
 done:
     if (job) {
