@@ -86,6 +86,8 @@ err() { # what expected_code expected_param body [path]
 }
 err "malformed JSON" 400 - '{"input": "x",'
 err "body not an object" 400 - '["input"]'
+err "a field given twice" 400 input '{"input":"one","voice":"af_heart","input":"two"}'
+check "  names the field" grep -q "'input' appears more than once" "$T/out"
 err "missing input" 400 input '{"voice":"af_heart"}'
 err "input not a string" 400 input '{"input":5}'
 err "empty input" 400 input '{"input":""}'

@@ -433,6 +433,21 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
         cJSON_Delete(j);
         return send_error(r, c, 400, NULL, NULL, "the request body must be a JSON object");
     }
+    /* cJSON would silently take the first of two equal keys: a field koe reads must appear
+     * once. (Only the known fields are counted, so a huge body costs linear time.) */
+    static const char *const known[] = {"input",  "text",  "voice",  "model", "response_format",
+                                        "format", "speed", "stream", "lang",  "language"};
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
+        int seen = 0;
+        for (const cJSON *a = j->child; a; a = a->next)
+            seen += a->string && !strcmp(a->string, known[k]);
+        if (seen > 1) {
+            enum MHD_Result dup = send_error(r, c, 400, known[k], NULL,
+                                             "field '%s' appears more than once", known[k]);
+            cJSON_Delete(j);
+            return dup;
+        }
+    }
     cJSON *input = cJSON_GetObjectItemCaseSensitive(j, "input");
     cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
     int legacy = legacy_path || (!input && text);
