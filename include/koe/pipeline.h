@@ -63,7 +63,11 @@ koe_job *koe_pipeline_submit(koe_pipeline *p, const koe_speech_request *r, koe_e
 /* Encoded bytes: waits up to timeout_ms for some. Returns > 0 bytes, 0 at the complete end,
  * -1 when the job failed (message in err), -2 on timeout (nothing yet; try again). */
 ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_error *err);
+/* Stops the job: a running one at its next check (between segments and inside the backend), a
+ * queued one at once (it leaves the queue, freeing its place). Its reader then gets -1 with
+ * KOE_ERR_CANCELLED once the bytes already buffered are read. Must not race koe_pipeline_free. */
 void koe_job_cancel(koe_job *j);
+/* Drops the caller's hold; a job not yet finished is cancelled first. */
 void koe_job_release(koe_job *j);
 
 /* Per-job TTFA breakdown (seconds from submit), filled as the job runs. */
