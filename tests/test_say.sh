@@ -59,7 +59,11 @@ check "piped wav decodes" test "$(codec piped.wav)" = pcm_s16le
 check "piped wav has audio" positive "$(duration piped.wav)"
 "$KOE" say --format mp3 "Piped as mp3." | cat > piped.mp3
 check "--format mp3 on a pipe" test "$(codec piped.mp3)" = mp3
-rm -f piped.wav piped.mp3
+"$KOE" say "Standard output redirected to a file." > redirected.wav
+check "a redirected wav gets the real sizes" test "$(od -An -tu4 -j40 -N4 redirected.wav | tr -d ' ')" -eq $(($(stat -c %s redirected.wav) - 44))
+"$KOE" say -o - --format flac "Dash means standard output." > dash.flac
+check "-o - with --format flac" test "$(codec dash.flac)" = flac
+rm -f piped.wav piped.mp3 redirected.wav dash.flac
 
 # Ctrl-C during a long synthesis: exit 130, no partial file, the good file untouched. The text
 # takes far longer to speak than the test waits; SIGINT is sent once audio is being written.

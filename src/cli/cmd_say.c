@@ -34,7 +34,7 @@ static void usage(FILE *f) {
            "\n"
            "Speaks TEXT (or the file given with --file, or standard input).\n"
            "  -o FILE     write FILE; the format follows the extension (wav, mp3, opus, flac,\n"
-           "              aac, pcm). The file appears only when complete.\n"
+           "              aac, pcm). The file appears only when complete. -o - is stdout.\n"
            "  no -o       on a terminal: play through the default sound device (aplay, paplay or\n"
            "              ffplay; KOE_PLAYER=\"command\" names another player reading raw s16le\n"
            "              24 kHz mono on its stdin); otherwise write the audio to standard\n"
@@ -78,8 +78,11 @@ typedef struct dest {
     char tmp[4096]; /* DEST_FILE: the temporary file */
     pid_t player;   /* DEST_PLAYER */
     char player_name[64];
-    off_t start;      /* offset where the stream began (for patching a wav header) */
-    int write_failed; /* errno of the first failed write */
+    off_t start;            /* offset where the stream began (for patching a wav header) */
+    int write_failed;       /* errno of the first failed write */
+    uint64_t written;       /* bytes written */
+    unsigned char head[64]; /* the first bytes written (a header to patch at the end) */
+    size_t head_len;
 } dest;
 
 static int write_all(int fd, const void *data, size_t n) {
@@ -99,43 +102,53 @@ static int write_all(int fd, const void *data, size_t n) {
 static int on_encoded(void *user, const void *data, size_t n) {
     dest *d = user;
     if (d->write_failed) return 1;
+    if (d->head_len < sizeof d->head) {
+        size_t k = n < sizeof d->head - d->head_len ? n : sizeof d->head - d->head_len;
+        memcpy(d->head + d->head_len, data, k);
+        d->head_len += k;
+    }
     d->write_failed = write_all(d->fd, data, n);
+    if (!d->write_failed) d->written += n;
     return d->write_failed != 0;
+}
+
+/* Whether the stream's header can be rewritten in place: a regular file (not O_APPEND, where
+ * pwrite appends) that holds exactly the bytes written since d->start, whose first bytes (kept in
+ * d->head: stdout may be write-only) are there. */
+static int header_rewritable(const dest *d, size_t need) {
+    struct stat st;
+    int fl = fcntl(d->fd, F_GETFL);
+    if (d->start < 0 || d->head_len < need || fl < 0 || (fl & O_APPEND) || fstat(d->fd, &st) ||
+        !S_ISREG(st.st_mode))
+        return 0;
+    return lseek(d->fd, 0, SEEK_CUR) == d->start + (off_t)d->written;
 }
 
 /* A stream of unknown length gets 0xFFFFFFFF sizes in its wav header; where the output can be
  * rewritten (a file), put the real sizes in so every reader sees the exact duration. */
-static void patch_wav_sizes(int fd, off_t start, uint64_t data_bytes) {
-    if (data_bytes > 0xFFFFFFFFull - 36) return;
+static void patch_wav_sizes(dest *d, uint64_t data_bytes) {
+    const unsigned char *h = d->head;
+    if (data_bytes > 0xFFFFFFFFull - 36 || !header_rewritable(d, 44)) return;
+    if (memcmp(h, "RIFF", 4) || memcmp(h + 8, "WAVE", 4) || memcmp(h + 36, "data", 4)) return;
     unsigned char le[4];
     uint32_t riff = (uint32_t)(data_bytes + 36), data = (uint32_t)data_bytes;
-    struct stat st;
-    int fl = fcntl(fd, F_GETFL);
-    /* pwrite on an O_APPEND descriptor appends instead of patching: leave such a stream alone. */
-    if (fl < 0 || (fl & O_APPEND) || fstat(fd, &st) || !S_ISREG(st.st_mode)) return;
-    unsigned char hdr[44];
-    if (pread(fd, hdr, sizeof hdr, start) != (ssize_t)sizeof hdr) return;
-    if (memcmp(hdr, "RIFF", 4) || memcmp(hdr + 8, "WAVE", 4) || memcmp(hdr + 36, "data", 4)) return;
     for (int i = 0; i < 4; i++) le[i] = (unsigned char)(riff >> (8 * i));
-    if (pwrite(fd, le, 4, start + 4) != 4) return;
+    if (pwrite(d->fd, le, 4, d->start + 4) != 4) return;
     for (int i = 0; i < 4; i++) le[i] = (unsigned char)(data >> (8 * i));
-    if (pwrite(fd, le, 4, start + 40) != 4) return;
+    if (pwrite(d->fd, le, 4, d->start + 40) != 4) return;
 }
 
 /* The same for FLAC: a stream encoder cannot seek back, so STREAMINFO says "total samples
  * unknown" (0) and readers cannot tell the duration; put the count in (36 bits: the low nibble of
  * byte 21 and bytes 22..25 of the file). */
-static void patch_flac_total(int fd, off_t start, uint64_t samples) {
+static void patch_flac_total(dest *d, uint64_t samples) {
     unsigned char h[26];
-    struct stat st;
-    int fl = fcntl(fd, F_GETFL);
-    if (samples >> 36 || fl < 0 || (fl & O_APPEND) || fstat(fd, &st) || !S_ISREG(st.st_mode))
-        return;
-    if (pread(fd, h, sizeof h, start) != (ssize_t)sizeof h) return;
+    if (samples >> 36 || !header_rewritable(d, sizeof h)) return;
+    memcpy(h, d->head, sizeof h);
     if (memcmp(h, "fLaC", 4) || (h[4] & 0x7F) != 0 || h[5] || h[6] || h[7] != 34) return;
     h[21] = (unsigned char)((h[21] & 0xF0) | ((samples >> 32) & 0x0F));
     for (int i = 0; i < 4; i++) h[22 + i] = (unsigned char)(samples >> (24 - 8 * i));
-    if (pwrite(fd, h + 21, 5, start + 21) != 5) return;
+    if (pwrite(d->fd, h + 21, 5, d->start + 21) != 5) return;
 }
 
 /* A hidden temporary file in the target's directory (rename must not cross file systems). */
@@ -189,9 +202,9 @@ static int on_path(const char *prog) {
     return 0;
 }
 
-/* Starts a player reading raw s16le 24 kHz mono on its stdin. Returns 0, or -1 when there is no
- * player or no sound device (*why says which). */
-static int start_player(dest *d, const char **why) {
+/* The player for raw s16le 24 kHz mono on stdin, or NULL when there is no player or no sound
+ * device (*why says which). */
+static char *const *pick_player(const char **why) {
     static char *const paplay[] = {"paplay",       "--raw",        "--format=s16le",
                                    "--rate=24000", "--channels=1", NULL};
     static char *const aplay[] = {"aplay", "-q",    "-t", "raw", "-f", "S16_LE",
@@ -199,15 +212,16 @@ static int start_player(dest *d, const char **why) {
     static char *const ffplay[] = {"ffplay", "-nodisp", "-autoexit", "-loglevel", "error",
                                    "-f",     "s16le",   "-ar",       "24000",     "-ch_layout",
                                    "mono",   "-i",      "-",         NULL};
-    char *custom[] = {"sh", "-c", getenv("KOE_PLAYER"), NULL};
+    static char *custom[] = {"/bin/sh", "-c", NULL, NULL};
     char *const *argv = NULL;
+    custom[2] = getenv("KOE_PLAYER");
     if (custom[2] && *custom[2]) {
         argv = custom; /* the user's choice: trust it to know its device */
     } else {
         int pulse = have_pulse(), alsa = have_alsa();
         if (!pulse && !alsa) {
             *why = "no sound device found";
-            return -1;
+            return NULL;
         }
         if (pulse && on_path("paplay"))
             argv = paplay;
@@ -215,11 +229,12 @@ static int start_player(dest *d, const char **why) {
             argv = aplay;
         else if (on_path("ffplay"))
             argv = ffplay;
-        if (!argv) {
-            *why = "no audio player found (aplay, paplay or ffplay)";
-            return -1;
-        }
+        if (!argv) *why = "no audio player found (aplay, paplay or ffplay)";
     }
+    return argv;
+}
+
+static int start_player(dest *d, char *const *argv, const char **why) {
     int pfd[2];
     if (pipe(pfd)) {
         *why = strerror(errno);
@@ -240,7 +255,8 @@ static int start_player(dest *d, const char **why) {
     }
     fcntl(pfd[1], F_SETFD, FD_CLOEXEC);
     d->fd = pfd[1];
-    snprintf(d->player_name, sizeof d->player_name, "%s", argv == custom ? "KOE_PLAYER" : argv[0]);
+    snprintf(d->player_name, sizeof d->player_name, "%s",
+             strcmp(argv[0], "/bin/sh") ? argv[0] : "KOE_PLAYER");
     return 0;
 }
 
@@ -416,6 +432,8 @@ int koe_cmd_say(int argc, char **argv) {
         usage(stderr);
         return KOE_EXIT_USAGE;
     }
+    int to_stdout = out && !strcmp(out, "-");
+    if (to_stdout) out = NULL; /* -o - : standard output, even on a terminal */
     koe_error err = {0};
     koe_format fmt = KOE_FORMAT_WAV;
     if (out && format) {
@@ -428,8 +446,20 @@ int koe_cmd_say(int argc, char **argv) {
         return KOE_EXIT_USAGE;
     }
     dest d = {.fd = -1};
-    d.kind = out ? DEST_FILE : isatty(STDOUT_FILENO) ? DEST_PLAYER : DEST_STDOUT;
+    d.kind = out ? DEST_FILE : to_stdout || !isatty(STDOUT_FILENO) ? DEST_STDOUT : DEST_PLAYER;
     if (d.kind == DEST_PLAYER) fmt = KOE_FORMAT_PCM;
+
+    /* Fail before loading a model when there is nothing to play on. */
+    const char *why = NULL;
+    char *const *player = d.kind == DEST_PLAYER ? pick_player(&why) : NULL;
+    if (d.kind == DEST_PLAYER && !player) {
+        fprintf(stderr,
+                "koe say: cannot play: %s.\n"
+                "Write a file instead: koe say -o speech.mp3 ... (or wav, opus, flac, aac), or\n"
+                "pipe it: koe say ... | some-player\n",
+                why);
+        return KOE_EXIT_FAIL;
+    }
 
     koe_buf text = {0};
     int rc = 0;
@@ -490,17 +520,12 @@ int koe_cmd_say(int argc, char **argv) {
         goto done;
     }
     /* The request is valid: only now may a destination appear. */
-    const char *why = NULL;
     if (d.kind == DEST_FILE && open_temp(&d, out)) {
         fprintf(stderr, "koe say: cannot write beside %s: %s\n", out, strerror(errno));
         rc = KOE_EXIT_FAIL;
         goto done;
-    } else if (d.kind == DEST_PLAYER && start_player(&d, &why)) {
-        fprintf(stderr,
-                "koe say: cannot play: %s.\n"
-                "Write a file instead: koe say -o speech.mp3 ... (or wav, opus, flac, aac), or\n"
-                "pipe it: koe say ... | some-player\n",
-                why);
+    } else if (d.kind == DEST_PLAYER && start_player(&d, player, &why)) {
+        fprintf(stderr, "koe say: cannot start %s: %s\n", player[0], why);
         rc = KOE_EXIT_FAIL;
         goto done;
     } else if (d.kind == DEST_STDOUT) {
@@ -572,9 +597,9 @@ int koe_cmd_say(int argc, char **argv) {
         pg.shown = 0;
     }
     if (!rc && !g_signal && fmt == KOE_FORMAT_WAV && d.kind != DEST_PLAYER && d.start >= 0)
-        patch_wav_sizes(d.fd, d.start, nsamples * 2);
+        patch_wav_sizes(&d, nsamples * 2);
     if (!rc && !g_signal && fmt == KOE_FORMAT_FLAC && d.kind != DEST_PLAYER && d.start >= 0)
-        patch_flac_total(d.fd, d.start, nsamples);
+        patch_flac_total(&d, nsamples);
 
 done:
     if (job) {
