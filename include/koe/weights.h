@@ -44,7 +44,8 @@ const koe_tensor *koe_weights_at(const koe_weights *w, size_t i);
 const koe_tensor *koe_weights_find(const koe_weights *w, const char *name);
 
 /* The koe_tensor_lookup of src/model (generator.h): float32 data of `name` (f16/bf16 converted
- * once into a copy owned by w), its ndim and shape; NULL when absent or not a float tensor.
+ * once into a copy owned by w), its ndim and shape; NULL when absent, not a float tensor, or
+ * when memory for that copy runs out.
  * Marks the tensor used. `weights` is a koe_weights *. Not thread-safe (load time only). */
 const float *koe_weights_lookup(void *weights, const char *name, int *ndim, int64_t shape[4]);
 
