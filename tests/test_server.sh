@@ -6,6 +6,7 @@
 # poll for a state.
 set -u
 KOE=${KOE_BINARY:?}
+[ -d "$KOE_DATA_DIR/voices" ] || { echo "skip: no voice packs in $KOE_DATA_DIR/voices (make deps)"; exit 77; }
 T=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }

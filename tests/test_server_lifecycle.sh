@@ -124,11 +124,16 @@ else
     echo "skip kokoro (no voices in $KOE_DATA_DIR or no tiny weights)"
 fi
 
-# 4. A model that cannot be loaded, asked for explicitly: a clear message, exit 1.
+# 4. A model that cannot be loaded, asked for explicitly: a clear message, exit 1 (the voices
+# are checked first, so without them the message is about them).
 echo "not a checkpoint" >"$T/bad.pth"
-"$KOE" serve --port 0 --model "$T/bad.pth" >"$T/bad.log" 2>&1
+"$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" --model "$T/bad.pth" >"$T/bad.log" 2>&1
 check "an unreadable --model exits 1" test $? -eq 1
-check "and names the file" grep -q "bad.pth" "$T/bad.log"
+if [ -d "$KOE_DATA_DIR/voices" ]; then
+    check "and names the file" grep -q "bad.pth" "$T/bad.log"
+else
+    check "and says the voices are missing" grep -q "voices" "$T/bad.log"
+fi
 
 [ $fails -eq 0 ] && echo "all lifecycle checks passed"
 exit $((fails > 0))

@@ -5,6 +5,7 @@
 # when the client is not installed.
 set -u
 KOE=${KOE_BINARY:?}
+[ -d "$KOE_DATA_DIR/voices" ] || { echo "skip: no voice packs in $KOE_DATA_DIR/voices (make deps)"; exit 77; }
 CLIENT="$KOE_SOURCE_DIR/tests/client"
 [ -d "$CLIENT/node_modules/openai" ] || { echo "skip: npm ci --prefix tests/client"; exit 77; }
 T=$(mktemp -d)
