@@ -37,6 +37,13 @@ check "flac decodes" test "$(codec k.flac)" = flac
 samples=$(( $(ffmpeg -v error -i k.flac -f s16le - | wc -c) / 2 ))
 check "flac STREAMINFO holds the decoded sample count" test "$(ffprobe -v error -show_entries stream=duration_ts -of csv=p=0 k.flac)" = "$samples"
 rm -f in.txt file.opus k.flac
+D="$KOE_TEST_DATA/kokoro-tiny"
+if [ -f "$D/kokoro-tiny-seed1.pth" ]; then
+    "$KOE" say --model "$D/kokoro-tiny-seed1.pth" --config "$D/kokoro-tiny-seed1.config.json" \
+        -v af_bella --seed 3 -o kokoro.wav "The tiny Kokoro model speaks." 2>/dev/null
+    check "--model speaks with Kokoro into a wav" test "$(codec kokoro.wav)" = pcm_s16le
+    rm -f kokoro.wav
+fi
 
 # Bad input: exit 2, nothing written, a good file already there untouched.
 cp out.wav good.wav

@@ -273,9 +273,12 @@ static int wait_player(dest *d) {
 
 /* The pipeline reports the segment count once it has cut the text, but not which segment it is
  * on (koe_job_times would need a segments_done field). So the count done is estimated: the audio
- * produced so far against the audio the whole text should give at about 15 characters a second
- * (English at ~150 words a minute) times the speed, mapped onto the segments' character spans.
- * Estimates are marked with '~'; the last line gives the measured figures. */
+ * produced so far against the audio the whole text should give, mapped onto the segments'
+ * character spans. The speaking rate starts at about 15 characters a second (English at ~150
+ * words a minute) times the speed and is corrected by the first segment once it is done (the
+ * job's first_synth time appears; its audio is then what has been read), weighted as if the
+ * guess were worth 100 characters. Estimates are marked with '~'; the last line gives the
+ * measured figures. */
 typedef struct progress {
     int on;
     double t0, last;
@@ -283,6 +286,8 @@ typedef struct progress {
     double *cum;  /* cumulative characters at the end of each segment */
     size_t nseg;
     double speed;
+    double rate; /* characters per second of audio, current estimate */
+    int calibrated;
     size_t shown; /* characters of the last line (to blank it out) */
 } progress;
 
@@ -292,6 +297,7 @@ static void progress_init(progress *pg, const char *text, size_t len, const char
     o.lang = lang;
     koe_segments *segs = NULL;
     pg->speed = speed;
+    pg->rate = 15.0 * speed;
     pg->t0 = pg->last = koe_now_s();
     if (koe_text_segment(text, len, &o, &segs, NULL) || !segs->count) {
         koe_segments_free(segs);
@@ -308,8 +314,13 @@ static void progress_init(progress *pg, const char *text, size_t len, const char
     koe_segments_free(segs);
 }
 
-static void progress_show(progress *pg, int nseg_pipeline, double audio_s, int final) {
+static void progress_show(progress *pg, const koe_job_times *t, double audio_s, int final) {
     if (!pg->on) return;
+    int nseg_pipeline = t->segments;
+    if (!pg->calibrated && t->first_synth > 0 && pg->nseg > 0) {
+        pg->calibrated = 1;
+        pg->rate = (pg->cum[0] + 100.0) / (audio_s + 100.0 / pg->rate);
+    }
     double now = koe_now_s();
     if (!final && now - pg->last < 0.1) return;
     pg->last = now;
@@ -322,8 +333,7 @@ static void progress_show(progress *pg, int nseg_pipeline, double audio_s, int f
                      "segments %d/%d, %.1f s of audio in %.1f s, real-time factor %.3f", total,
                      total, audio_s, el, audio_s > 0 ? el / audio_s : 0.0);
     } else {
-        /* About 15 characters per second of speech at speed 1 (English, ~150 words a minute). */
-        double expect = pg->chars > 0 ? pg->chars / (15.0 * pg->speed) : 0;
+        double expect = pg->chars > 0 ? pg->chars / pg->rate : 0;
         double frac = expect > 0 ? audio_s / expect : 0;
         if (frac > 0.99) frac = 0.99;
         size_t done = 0;
@@ -575,7 +585,7 @@ int koe_cmd_say(int argc, char **argv) {
                 nsamples += whole;
             }
             koe_job_get_times(job, &t);
-            progress_show(&pg, t.segments, (double)nsamples / KOE_AUDIO_RATE, 0);
+            progress_show(&pg, &t, (double)nsamples / KOE_AUDIO_RATE, 0);
             continue;
         }
         if (n == 0) break;
@@ -593,7 +603,7 @@ int koe_cmd_say(int argc, char **argv) {
     if (!rc && !g_signal) {
         koe_job_times t;
         koe_job_get_times(job, &t);
-        progress_show(&pg, t.segments, (double)nsamples / KOE_AUDIO_RATE, 1);
+        progress_show(&pg, &t, (double)nsamples / KOE_AUDIO_RATE, 1);
         pg.shown = 0;
     }
     if (!rc && !g_signal && fmt == KOE_FORMAT_WAV && d.kind != DEST_PLAYER && d.start >= 0)
