@@ -130,7 +130,9 @@ static void test_espeak_job_completes(void) {
     koe_pipeline *p = espeak_pipeline(1, 0, 0);
     if (!p) return;
     koe_error err = {0};
-    koe_speech_request r = req("Hello there. A short one.", "af_heart", KOE_FORMAT_WAV, 0);
+    koe_speech_request r =
+        req("Hello there. A short one, then a longer one follows it, with a clause or two.",
+            "af_heart", KOE_FORMAT_WAV, 0);
     koe_job *j = koe_pipeline_submit(p, &r, &err);
     KT_CHECK(j, "submit: %s", err.msg);
     if (!j) {
@@ -142,6 +144,7 @@ static void test_espeak_job_completes(void) {
     KT_CHECK(out.len > 44 + 24000 && !memcmp(out.data, "RIFF", 4), "a wav of %zu bytes", out.len);
     koe_job_times t;
     koe_job_get_times(j, &t);
+    KT_CHECK(t.segments_done == t.segments, "%d of %d segments done", t.segments_done, t.segments);
     KT_CHECK(t.segments >= 1 && t.audio_seconds > 0.5 && t.total >= t.first_bytes &&
                  t.first_bytes >= t.front_end && t.front_end >= t.queue_wait,
              "times: %d segments, %.2f s audio, queue %.4f front %.4f first %.4f total %.4f",

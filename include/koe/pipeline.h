@@ -78,7 +78,8 @@ typedef struct koe_job_times {
     double first_bytes; /* until the first encoded bytes were queued */
     double total;       /* until the last byte was queued (0 while running) */
     double audio_seconds;
-    int segments;
+    int segments;      /* the front end's count (0 until it has cut the text) */
+    int segments_done; /* segments synthesized and handed to the encoder so far */
 } koe_job_times;
 void koe_job_get_times(koe_job *j, koe_job_times *t);
 

@@ -262,7 +262,12 @@ static void run_job(koe_pipeline *p, koe_backend_worker *bw, koe_job *j) {
     }
     for (size_t i = 0; !rc && i < segs->count && !j->cancel; i++) {
         const koe_segment *s = &segs->items[i];
-        if (!s->normalized_len) continue;
+        if (!s->normalized_len) { /* nothing to say (e.g. only punctuation): done at once */
+            pthread_mutex_lock(&j->mu);
+            j->times.segments_done = (int)i + 1;
+            pthread_mutex_unlock(&j->mu);
+            continue;
+        }
         koe_segment_job sj = {.normalized = s->normalized,
                               .len = s->normalized_len,
                               .lang = j->lang,
@@ -270,9 +275,10 @@ static void run_job(koe_pipeline *p, koe_backend_worker *bw, koe_job *j) {
                               .voice = j->voice,
                               .seed = j->seed ? j->seed + i : 0};
         rc = p->backend->speak(bw, &sj, on_samples, &c, &j->cancel, &err);
-        if (!rc && i == 0) {
+        if (!rc) {
             pthread_mutex_lock(&j->mu);
-            j->times.first_synth = now_s() - j->t_submit;
+            if (i == 0) j->times.first_synth = now_s() - j->t_submit;
+            j->times.segments_done = (int)i + 1;
             pthread_mutex_unlock(&j->mu);
         }
         if (!rc && i + 1 < segs->count && add_pause(&c, s->sentence_end ? 0.12 : 0.05))
