@@ -620,20 +620,26 @@ done:
     koe_pipeline_free(p);
     koe_buf_free(&text);
     progress_clear(&pg);
+    /* From here a late signal changes nothing: the outcome is decided by the one seen so far. */
+    int sig = g_signal;
     if (d.kind == DEST_FILE && d.fd >= 0) {
-        if (close(d.fd) && !rc && !g_signal) {
-            fprintf(stderr, "koe say: writing %s: %s\n", d.tmp, strerror(errno));
+        /* On disk before the rename, so a crash cannot leave an empty file in the good one's
+         * place. */
+        int werr = !rc && !sig && fsync(d.fd) ? errno : 0;
+        if (close(d.fd) && !werr) werr = errno;
+        if (!rc && !sig && werr) {
+            fprintf(stderr, "koe say: writing %s: %s\n", d.tmp, strerror(werr));
             rc = KOE_EXIT_FAIL;
         }
-        if (!rc && !g_signal && rename(d.tmp, out)) {
+        if (!rc && !sig && rename(d.tmp, out)) {
             fprintf(stderr, "koe say: cannot rename to %s: %s\n", out, strerror(errno));
             rc = KOE_EXIT_FAIL;
         }
-        if (rc || g_signal) unlink(d.tmp); /* never leave a partial file behind */
+        if (rc || sig) unlink(d.tmp); /* never leave a partial file behind */
     } else if (d.kind == DEST_PLAYER && d.player > 0) {
         close(d.fd);
         int st = wait_player(&d);
-        if (!rc && !g_signal && st) {
+        if (!rc && !sig && st) {
             fprintf(stderr, "koe say: %s failed (status %d); write a file with -o FILE instead\n",
                     d.player_name, st);
             rc = KOE_EXIT_FAIL;
@@ -641,9 +647,9 @@ done:
     }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (g_signal) {
+    if (sig) {
         fprintf(stderr, "koe say: interrupted%s\n", d.kind == DEST_FILE ? "; no file written" : "");
-        return 128 + g_signal;
+        return 128 + sig;
     }
     return rc;
 }
