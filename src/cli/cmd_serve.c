@@ -1,9 +1,11 @@
 /* koe serve: flags and environment, backend choice, warm-up, signals, drain. */
 #include "cli/commands.h"
 #include "koe/audio.h"
+#include "koe/base.h"
 #include "koe/pipeline.h"
 #include "koe/server.h"
 #include "koe/text.h"
+#include "koe/voice.h"
 #include "koe/weights.h"
 
 #include <getopt.h>
@@ -20,6 +22,9 @@ static void on_signal(int sig) {
     stop_requested = 1;
 }
 
+/* Where --random-weights without a file keeps its weights: written once, reused after. */
+#define RANDOM_WEIGHTS_FILE "kokoro-random-v1_0.safetensors"
+
 typedef struct flag {
     const char *name, *env, *def, *help;
 } flag;
@@ -32,7 +37,8 @@ static const flag flags[] = {
      "Kokoro weights (.pth or .safetensors); unset: data-dir/kokoro-v1_0.pth if present"},
     {"config", "KOE_CONFIG", "", "Kokoro config.json; unset: the built-in Kokoro-82M config"},
     {"random-weights", "KOE_RANDOM_WEIGHTS", "",
-     "run Kokoro on full-size random weights (benchmarks): the file is written if missing"},
+     "[=FILE] run Kokoro on full-size random weights (benchmarks); FILE is written if missing "
+     "(alone or =1: data-dir/" RANDOM_WEIGHTS_FILE ")"},
     {"workers", "KOE_WORKERS", "0", "inference workers (0 = number of cores)"},
     {"threads", "KOE_THREADS", "1", "threads per Kokoro worker"},
     {"max-queue", "KOE_MAX_QUEUE", "0",
@@ -48,8 +54,11 @@ static const flag flags[] = {
      "longest first segment in characters (0 = front end default)"},
     {"normalize", "KOE_NORMALIZE", "1", "loudness-normalize output to -16 LUFS (0 = off)"},
     {"drain", "KOE_DRAIN_S", "30", "seconds SIGTERM waits for requests in flight"},
+    {"warmup", "KOE_WARMUP", "1",
+     "speak a sentence on every worker before /health answers 200 (0 = off)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
+enum { F_RANDOM = 5 }; /* the one flag whose value is optional */
 
 static void usage(FILE *f) {
     fprintf(
@@ -60,6 +69,52 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < NFLAGS; i++)
         fprintf(f, "  --%-18s %-22s %s (default: %s)\n", flags[i].name, flags[i].env, flags[i].help,
                 *flags[i].def ? flags[i].def : "none");
+}
+
+/* Written under a temporary name then renamed, so an interrupted run never leaves a partial
+ * file that the next start would take for the cache. The extension stays (it picks the
+ * format). */
+static int write_random_weights(const char *path, const char *config, koe_error *err) {
+    char tmp[4300];
+    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+    if (!dot || (slash && dot < slash)) dot = path + strlen(path);
+    snprintf(tmp, sizeof tmp, "%.*s.partial-%ld%s", (int)(dot - path), path, (long)getpid(), dot);
+    int rc = koe_weights_write_random(tmp, config, 1, err);
+    if (!rc && rename(tmp, path)) {
+        rc = koe_error_set(err, KOE_ERR_IO, "cannot rename %s to %s", tmp, path);
+    }
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+/* One short sentence per worker, all at once (an idle worker takes the next job, so each gets
+ * one), read to the end. A failure is reported, not fatal: requests would show it too. */
+static void warm_up(koe_pipeline *pipe) {
+    koe_job *jobs[64];
+    int n = koe_pipeline_workers(pipe), got = 0;
+    const struct koe_voices *v = koe_pipeline_voices(pipe);
+    static const char text[] = "Warming up.";
+    koe_speech_request r = {.text = text,
+                            .len = sizeof text - 1,
+                            .voice = v && koe_voices_count(v) ? koe_voices_name(v, 0) : "af_heart",
+                            .speed = 1.0f,
+                            .format = KOE_FORMAT_PCM};
+    double t0 = koe_now_s();
+    koe_error err = {0};
+    while (got < n && got < 64 && (jobs[got] = koe_pipeline_submit(pipe, &r, &err))) got++;
+    if (!got) fprintf(stderr, "koe: warm-up skipped: %s\n", err.msg);
+    int failed = 0;
+    for (int i = 0; i < got; i++) {
+        char buf[16384];
+        ssize_t k;
+        do k = koe_job_read(jobs[i], buf, sizeof buf, 200, &err);
+        while ((k > 0 || k == -2) && !stop_requested);
+        if (k == -1 && !failed++) fprintf(stderr, "koe: warm-up failed: %s\n", err.msg);
+        koe_job_release(jobs[i]);
+    }
+    if (got && !failed)
+        fprintf(stderr, "koe: warm-up: %d worker%s in %.0f ms\n", got, got > 1 ? "s" : "",
+                (koe_now_s() - t0) * 1e3);
 }
 
 static int parse_int(const char *name, const char *v, long lo, long hi, long *out) {
@@ -82,7 +137,8 @@ int koe_cmd_serve(int argc, char **argv) {
     }
     struct option lo[NFLAGS + 2];
     for (size_t i = 0; i < NFLAGS; i++)
-        lo[i] = (struct option){flags[i].name, required_argument, 0, (int)i + 1000};
+        lo[i] = (struct option){
+            flags[i].name, i == F_RANDOM ? optional_argument : required_argument, 0, (int)i + 1000};
     lo[NFLAGS] = (struct option){"help", no_argument, 0, 'h'};
     lo[NFLAGS + 1] = (struct option){0, 0, 0, 0};
     int ch;
@@ -97,14 +153,17 @@ int koe_cmd_serve(int argc, char **argv) {
             return KOE_EXIT_USAGE;
         }
         val[ch - 1000] = optarg;
+        /* --random-weights alone means the cache file; "--random-weights FILE" (a separate
+         * word that is not a flag) names one, as "--random-weights=FILE" does. */
+        if (ch - 1000 == F_RANDOM && !optarg)
+            val[F_RANDOM] = optind < argc && argv[optind][0] != '-' ? argv[optind++] : "1";
     }
     if (optind < argc) {
         usage(stderr);
         return KOE_EXIT_USAGE;
     }
     long port, workers, threads, max_queue, max_body, max_input, timeout, max_conn, max_ip, target,
-        first_max, normalize, drain;
-    size_t k = 0;
+        first_max, normalize, drain, warmup;
     if (parse_int("port", val[1], 0, 65535, &port) ||
         parse_int("workers", val[6], 0, 64, &workers) ||
         parse_int("threads", val[7], 1, 64, &threads) ||
@@ -117,19 +176,23 @@ int koe_cmd_serve(int argc, char **argv) {
         parse_int("ttfa-target", val[15], 1, 100000, &target) ||
         parse_int("first-segment-max", val[16], 0, 100000, &first_max) ||
         parse_int("normalize", val[17], 0, 1, &normalize) ||
-        parse_int("drain", val[18], 0, 3600, &drain))
+        parse_int("drain", val[18], 0, 3600, &drain) || parse_int("warmup", val[19], 0, 1, &warmup))
         return KOE_EXIT_USAGE;
-    (void)k;
     const char *data_dir = val[2], *model = *val[3] ? val[3] : NULL,
-               *config = *val[4] ? val[4] : NULL, *random = *val[5] ? val[5] : NULL;
+               *config = *val[4] ? val[4] : NULL,
+               *random = *val[5] && strcmp(val[5], "0") ? val[5] : NULL;
     int requested = model != NULL;
-    char found[4200];
+    char found[4200], cache[4200];
     struct stat st;
     koe_error err = {0};
     if (random) {
+        if (!strcmp(random, "1")) {
+            snprintf(cache, sizeof cache, "%s/" RANDOM_WEIGHTS_FILE, data_dir);
+            random = cache;
+        }
         if (stat(random, &st)) {
             fprintf(stderr, "koe serve: writing full-size random weights to %s\n", random);
-            if (koe_weights_write_random(random, config, 1, &err)) {
+            if (write_random_weights(random, config, &err)) {
                 fprintf(stderr, "koe serve: %s\n", err.msg);
                 return KOE_EXIT_FAIL;
             }
@@ -188,8 +251,10 @@ int koe_cmd_serve(int argc, char **argv) {
                 "koe: speaking with the espeak-ng voice. For Kokoro, put kokoro-v1_0.pth in "
                 "%s/ (`koe download` fetches it) or pass --model FILE\n",
                 data_dir);
-    /* Warm-up: the phonemizer's dictionary, so the first request does not pay for it. */
+    /* Warm-up: the phonemizer's dictionary, then a sentence through every worker (a Kokoro
+     * context's scratch and threads), so the first request does not pay for them. */
     koe_text_warmup("en-us", &err);
+    if (warmup) warm_up(pipe);
     koe_server_set_ready(srv, 1);
     fprintf(stderr, "koe: ready\n");
     fflush(stderr);
