@@ -63,8 +63,7 @@ check "  leaves no partial file" test -z "$(ls "$T/data" | grep partial)"
 check "  runs Kokoro on it" backend_is "$PORT_first" 'kokoro-random-v1_0\.safetensors$'
 check "  warms both workers up before ready" grep -q "warm-up: 2 workers" "$T/first.log"
 check "  speaks" speaks "$PORT_first"
-stop first
-check "  SIGTERM exits 0" test $? -eq 0
+check "  SIGTERM exits 0" stop first
 
 # 2. A second start reuses the file as it is.
 sum=$(sha256sum "$CACHE" | cut -d' ' -f1)
@@ -73,7 +72,7 @@ check "a second start reuses the cache" test -n "$PORT_again"
 check "  without writing it again" test "$(grep -c "writing full-size random weights" "$T/again.log")" = 0
 check "  the file is unchanged" test "$(sha256sum "$CACHE" | cut -d' ' -f1)" = "$sum"
 check "  and speaks" speaks "$PORT_again"
-stop again
+check "  SIGTERM exits 0" stop again
 
 # 3. A file named as a separate word (the official .pth layout, by its extension).
 start named --random-weights "$T/rw.pth" --warmup 0
@@ -82,13 +81,13 @@ check "  as a torch zip (.pth)" test "$(head -c 2 "$T/rw.pth")" = PK
 check "  runs Kokoro on it" backend_is "$PORT_named" 'rw\.pth$'
 check "  --warmup 0 skips the warm-up" test "$(grep -c "warm-up" "$T/named.log")" = 0
 check "  and speaks" speaks "$PORT_named"
-stop named
+check "  SIGTERM exits 0" stop named
 
 # 4. The environment variable, with a file name.
 KOE_RANDOM_WEIGHTS="$T/env.safetensors" start env
 check "KOE_RANDOM_WEIGHTS=FILE writes FILE" test -s "$T/env.safetensors"
 check "  runs Kokoro on it" backend_is "$PORT_env" 'env\.safetensors$'
-stop env
+check "  SIGTERM exits 0" stop env
 
 # 5. Failures: a clear message, exit 1, no file left behind.
 "$KOE" serve --port 0 --data-dir "$T/data" --random-weights "$T/bad.safetensors" \
@@ -99,6 +98,8 @@ check "  leaving no file" test -z "$(ls "$T" | grep -E '^bad\.safetensors|partia
 "$KOE" serve --port 0 --data-dir "$T/data" --random-weights "$T/no-such-dir/rw.safetensors" \
     --config "$CFG" >"$T/bad2.log" 2>&1
 check "an unwritable path exits 1" test $? -eq 1
+
+check "no sanitizer reports in any server log" test -z "$(grep -l Sanitizer "$T"/*.log)"
 
 [ $fails -eq 0 ] && echo "all random-weights checks passed"
 exit $((fails > 0))
