@@ -5,6 +5,7 @@
 #include "harness.h"
 #include "koe/model.h"
 #include "model/check.h"
+#include "model/config.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static koe_model *model;
 static char weights[1024], config[1024];
@@ -147,6 +149,74 @@ static void test_bad_input_and_cancel(void) {
     KT_EXPECT(koe_model_load("/nonexistent.pth", config, &err) == NULL && err.msg[0]);
 }
 
+static void test_config(void) {
+    koe_error err = {0};
+    koe_kokoro_config def, got;
+    koe_kokoro_config_default(&def);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/kokoro-config.json", kt_env("KOE_TEST_DATA", "tests/data"));
+    /* the built-in defaults are the shipped full config */
+    KT_CHECK(koe_kokoro_config_load(path, &got, &err) == 0, "%s: %s", path, err.msg);
+    KT_CHECK(!memcmp(&def, &got, sizeof def), "the built-in config equals %s", path);
+    KT_CHECK(koe_kokoro_config_load(config, &got, &err) == 0, "%s: %s", config, err.msg);
+    KT_EXPECT(got.hidden_dim == 64 && got.plbert.hidden_size == 32 &&
+              got.plbert.num_attention_heads == 2 && got.plbert.num_hidden_layers == 2 &&
+              got.n_token == 178 && got.style_dim == 128);
+    static const struct {
+        const char *json, *names;
+        koe_code code;
+    } bad[] = {
+        {"{\"hidden_dim\": \"512\"}", "hidden_dim", KOE_ERR_FORMAT},
+        {"{\"max_dur\": 2.5}", "max_dur", KOE_ERR_FORMAT},
+        {"{\"n_token\": -1}", "n_token", KOE_ERR_FORMAT},
+        {"{\"style_dim\": 256}", "style_dim", KOE_ERR_FORMAT},
+        {"{\"plbert\": {\"num_attention_heads\": 5}}", "num_attention_heads", KOE_ERR_FORMAT},
+        {"{\"plbert\": 3}", "plbert", KOE_ERR_FORMAT},
+        {"{\"istftnet\": {\"upsample_rates\": [8, 8]}}", "upsample_rates", KOE_ERR_UNSUPPORTED},
+        {"{\"istftnet\": {\"resblock_dilation_sizes\": [[1,3,5],[1,3],[1,3,5]]}}",
+         "resblock_dilation_sizes[1]", KOE_ERR_FORMAT},
+        {"{\"istftnet\": {\"gen_istft_n_fft\": 16}}", "gen_istft_n_fft", KOE_ERR_UNSUPPORTED},
+        {"{\"hidden_dim\": 512", "JSON", KOE_ERR_FORMAT},
+        {"[]", "JSON", KOE_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        int rc = koe_kokoro_config_parse(bad[i].json, strlen(bad[i].json), &got, &err);
+        KT_CHECK(rc == (int)bad[i].code && strstr(err.msg, bad[i].names), "%s -> %d \"%s\"",
+                 bad[i].json, rc, err.msg);
+    }
+}
+
+/* The tiny weights with a config that disagrees with them: the load fails naming the field. */
+static void test_config_disagrees(void) {
+    size_t len = 0;
+    char *text = kt_read_file(config, &len);
+    KT_CHECK(text != NULL, "read %s", config);
+    if (!text) return;
+    static const char *const edits[][3] = {
+        {"\"hidden_dim\": 64", "\"hidden_dim\": 96", "hidden_dim"},
+        {"\"n_token\": 178", "\"n_token\": 177", "n_token"},
+        {"\"hidden_size\": 32", "\"hidden_size\": 64", "plbert.hidden_size"}};
+    for (int i = 0; i < 3; i++) {
+        char *at = strstr(text, edits[i][0]);
+        KT_CHECK(at != NULL, "the tiny config has %s", edits[i][0]);
+        if (!at) continue;
+        char tmp[] = "/tmp/koe-test-config-XXXXXX";
+        int fd = mkstemp(tmp);
+        KT_CHECK(fd >= 0, "mkstemp");
+        if (fd < 0) continue;
+        FILE *f = fdopen(fd, "w");
+        fprintf(f, "%.*s%s%s", (int)(at - text), text, edits[i][1], at + strlen(edits[i][0]));
+        fclose(f);
+        koe_error err = {0};
+        koe_model *m = koe_model_load(weights, tmp, &err);
+        KT_CHECK(m == NULL && strstr(err.msg, edits[i][2]), "%s: \"%s\"", edits[i][1], err.msg);
+        koe_model_free(m);
+        unlink(tmp);
+    }
+    free(text);
+}
+
 int main(void) {
     const char *td = kt_env("KOE_TEST_DATA", "tests/data");
     snprintf(weights, sizeof weights, "%s/kokoro-tiny/kokoro-tiny-seed1.pth", td);
@@ -161,6 +231,8 @@ int main(void) {
     kt_run("seeded noise replays", test_seeded_noise);
     kt_run("contexts in threads agree", test_contexts_in_threads);
     kt_run("bad input and cancellation", test_bad_input_and_cancel);
+    kt_run("config: defaults, tiny, bad fields", test_config);
+    kt_run("config and weights disagree", test_config_disagrees);
     koe_model_free(model);
     return kt_finish();
 }

@@ -2,7 +2,6 @@
  * model, per-context scratch. */
 #include "koe/model.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include "koe/base.h"
 #include "koe/weights.h"
 #include "model/albert.h"
+#include "model/config.h"
 #include "model/decoder.h"
 #include "model/generator.h"
 #include "model/pool.h"
@@ -36,26 +36,32 @@ struct koe_ctx {
     int64_t *ids64;
 };
 
-static int read_config(const char *path, koe_albert_config *ac, koe_error *err) {
-    memset(ac, 0, sizeof *ac); /* 0 = the full model's 12 layers, 12 heads */
-    if (!path) return 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return koe_error_set(err, KOE_ERR_IO, "cannot open config %s", path);
-    koe_buf b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (koe_buf_append(&b, chunk, n)) break;
-    fclose(f);
-    cJSON *c = cJSON_ParseWithLength(b.data ? b.data : "", b.len);
-    koe_buf_free(&b);
-    if (!c) return koe_error_set(err, KOE_ERR_FORMAT, "config %s is not JSON", path);
-    cJSON *pl = cJSON_GetObjectItem(c, "plbert");
-    cJSON *l = cJSON_GetObjectItem(pl, "num_hidden_layers"),
-          *h = cJSON_GetObjectItem(pl, "num_attention_heads");
-    if (cJSON_IsNumber(l) && l->valueint > 0 && l->valueint <= 64) ac->n_layers = l->valueint;
-    if (cJSON_IsNumber(h) && h->valueint > 0 && h->valueint <= 64) ac->n_heads = h->valueint;
-    cJSON_Delete(c);
+/* The config names dims the tensors also carry: a disagreement means the config and the
+ * weights are not one model, said with the tensor that shows it. */
+static int check_dims(const koe_model *m, const koe_kokoro_config *cfg, const char *path,
+                      koe_error *err) {
+    struct {
+        const char *field, *tensor;
+        int config, weights;
+    } d[] = {
+        {"hidden_dim", "text_encoder.embedding.weight", cfg->hidden_dim, m->H},
+        {"n_token", "text_encoder.embedding.weight", cfg->n_token, m->vocab},
+        {"n_token", "bert.embeddings.word_embeddings.weight", cfg->n_token,
+         koe_albert_vocab(m->albert)},
+        {"plbert.hidden_size", "bert.encoder.embedding_hidden_mapping_in.weight",
+         cfg->plbert.hidden_size, koe_albert_hidden(m->albert)},
+        {"plbert.max_position_embeddings", "bert.embeddings.position_embeddings.weight",
+         cfg->plbert.max_position_embeddings, koe_albert_max_tokens(m->albert)},
+        {"style_dim", "predictor.F0.0.norm1.fc.weight", cfg->style_dim,
+         koe_predictor_style(m->pred)},
+    };
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        if (d[i].config != d[i].weights)
+            return koe_error_set(err, KOE_ERR_FORMAT,
+                                 "%s says %s %d, but %s gives %d (config and weights of different "
+                                 "models?)",
+                                 path ? path : "the built-in Kokoro-82M config", d[i].field,
+                                 d[i].config, d[i].tensor, d[i].weights);
     return 0;
 }
 
@@ -70,8 +76,10 @@ void koe_model_free(koe_model *m) {
 }
 
 koe_model *koe_model_load(const char *weights_path, const char *config_path, koe_error *err) {
-    koe_albert_config ac;
-    if (read_config(config_path, &ac, err)) return NULL;
+    koe_kokoro_config cfg;
+    if (koe_kokoro_config_load(config_path, &cfg, err)) return NULL;
+    koe_albert_config ac = {.n_layers = cfg.plbert.num_hidden_layers,
+                            .n_heads = cfg.plbert.num_attention_heads};
     koe_weights *w = koe_weights_open(weights_path, err);
     if (!w) return NULL;
     koe_model *m = calloc(1, sizeof *m);
@@ -101,6 +109,7 @@ koe_model *koe_model_load(const char *weights_path, const char *config_path, koe
                       weights_path);
         ok = 0;
     }
+    if (ok && check_dims(m, &cfg, config_path, err)) ok = 0;
     if (ok) {
         static const char *const unused_ok[] = {"bert.pooler.", "bert.embeddings.position_ids",
                                                 NULL};
