@@ -27,6 +27,11 @@
 static const double ttfa_buckets[] = {0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5};
 #define NBUCKETS (sizeof ttfa_buckets / sizeof ttfa_buckets[0])
 
+/* The marks of a request's way to its first audio byte, in order (seconds since arrival). */
+enum { ST_PARSED, ST_WORKER, ST_FRONT_END, ST_FIRST_SEGMENT, ST_FIRST_ENCODED, NSTAGES };
+static const char *const stage_names[NSTAGES] = {"parsed", "worker_started", "front_end_done",
+                                                 "first_segment_done", "first_bytes_encoded"};
+
 typedef struct status_count {
     int code;
     uint64_t n;
@@ -47,6 +52,9 @@ struct koe_server {
     double ttfa_sum;
     uint64_t ttfa_count;
     double ttfa_ring[TTFA_WINDOW];
+    /* Where each request stood on its way to the first byte (ms marks since arrival, -1 when
+     * not reached), in step with ttfa_ring: the TTFA breakdown of /status. */
+    double stage_ring[NSTAGES][TTFA_WINDOW];
     size_t ttfa_n, ttfa_pos;
     uint64_t speech_ok, speech_total;
     double infer_ms_sum;
@@ -56,7 +64,7 @@ struct koe_server {
 typedef struct request {
     koe_server *s;
     uint64_t id;
-    double t_arrival, t_first;
+    double t_arrival, t_first, t_submit;
     koe_buf body;
     int too_large, answered;
     int status;
@@ -156,6 +164,20 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* p50/p95/p99 in ms of the n values of v that are >= 0 (sorted in place); returns their count. */
+static size_t percentiles_ms(double *v, size_t n, double *p50, double *p95, double *p99) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] >= 0) v[m++] = v[i];
+    *p50 = *p95 = *p99 = 0;
+    if (!m) return 0;
+    qsort(v, m, sizeof *v, cmp_double);
+    *p50 = v[(size_t)(0.50 * (double)(m - 1) + 0.5)] * 1e3;
+    *p95 = v[(size_t)(0.95 * (double)(m - 1) + 0.5)] * 1e3;
+    *p99 = v[(size_t)(0.99 * (double)(m - 1) + 0.5)] * 1e3;
+    return m;
+}
+
 /* p50/p95/p99 of the TTFA window, in ms; returns the sample count. */
 static size_t ttfa_percentiles(koe_server *s, double *p50, double *p95, double *p99, double *miss) {
     double v[TTFA_WINDOW];
@@ -183,6 +205,64 @@ static const char *ttfa_category(double p95, double target, size_t n) {
     if (p95 <= 2 * target) return "GOOD";
     if (p95 <= 4 * target) return "NEEDS_IMPROVEMENT";
     return "CRITICAL";
+}
+
+/* The TTFA figures of /status and /v1/performance/ttfa: percentiles, target, miss rate,
+ * category, and the breakdown: per mark, when requests reached it (ms since arrival), and the
+ * step between consecutive marks that takes longest at the median (where to look first). */
+static cJSON *ttfa_json(koe_server *s) {
+    double p50, p95, p99, miss;
+    size_t n = ttfa_percentiles(s, &p50, &p95, &p99, &miss);
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddNumberToObject(t, "samples", (double)n);
+    cJSON_AddNumberToObject(t, "p50_ms", round(p50 * 10) / 10);
+    cJSON_AddNumberToObject(t, "p95_ms", round(p95 * 10) / 10);
+    cJSON_AddNumberToObject(t, "p99_ms", round(p99 * 10) / 10);
+    cJSON_AddNumberToObject(t, "target_ms", s->o.ttfa_target_ms);
+    cJSON_AddNumberToObject(t, "miss_rate", miss);
+    cJSON_AddStringToObject(t, "category", ttfa_category(p95, s->o.ttfa_target_ms, n));
+    cJSON *st = cJSON_AddObjectToObject(t, "stages");
+    double *v = malloc(TTFA_WINDOW * sizeof *v), med[NSTAGES + 1];
+    for (int k = 0; v && k < NSTAGES; k++) {
+        pthread_mutex_lock(&s->mu);
+        size_t m = s->ttfa_n;
+        memcpy(v, s->stage_ring[k], m * sizeof *v);
+        pthread_mutex_unlock(&s->mu);
+        double a, b, c;
+        size_t got = percentiles_ms(v, m, &a, &b, &c);
+        cJSON *o = cJSON_AddObjectToObject(st, stage_names[k]);
+        cJSON_AddNumberToObject(o, "samples", (double)got);
+        cJSON_AddNumberToObject(o, "p50_ms", round(a * 10) / 10);
+        cJSON_AddNumberToObject(o, "p95_ms", round(b * 10) / 10);
+        cJSON_AddNumberToObject(o, "p99_ms", round(c * 10) / 10);
+        med[k] = got ? a : -1;
+    }
+    free(v);
+    /* The steps in the order marks are always reached (a streaming backend may hand out bytes
+     * before its first segment is done, so that mark is not in the chain). */
+    static const struct {
+        const char *name;
+        int from, to;
+    } steps[] = {{"reading_and_parsing", -1, ST_PARSED},
+                 {"queue_wait", ST_PARSED, ST_WORKER},
+                 {"front_end", ST_WORKER, ST_FRONT_END},
+                 {"synthesis_and_encoding", ST_FRONT_END, ST_FIRST_ENCODED},
+                 {"hand_off", ST_FIRST_ENCODED, NSTAGES}};
+    med[NSTAGES] = p50;
+    const char *slowest = NULL;
+    double worst = -1;
+    for (size_t i = 0; n && v && i < sizeof steps / sizeof steps[0]; i++) {
+        double from = steps[i].from < 0 ? 0 : med[steps[i].from], to = med[steps[i].to];
+        if (from < 0 || to < 0) continue;
+        if (to - from > worst) worst = to - from, slowest = steps[i].name;
+    }
+    if (slowest) {
+        cJSON_AddStringToObject(t, "slowest_step", slowest);
+        cJSON_AddNumberToObject(t, "slowest_step_p50_ms", round(worst * 10) / 10);
+    } else {
+        cJSON_AddNullToObject(t, "slowest_step");
+    }
+    return t;
 }
 
 /* ------------------------------------------------------------------ GET endpoints */
@@ -220,8 +300,6 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     koe_server *s = r->s;
     koe_pipeline_stats ps;
     koe_pipeline_get_stats(s->pipe, &ps);
-    double p50, p95, p99, miss;
-    size_t n = ttfa_percentiles(s, &p50, &p95, &p99, &miss);
     cJSON *root = cJSON_CreateObject();
     int kokoro = koe_pipeline_backend(s->pipe) == KOE_BACKEND_KOKORO;
     cJSON_AddStringToObject(root, "status", s->ready ? "online" : "initializing");
@@ -256,15 +334,12 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(perf, "audio_seconds", ps.audio_seconds);
     cJSON_AddNumberToObject(perf, "real_time_factor",
                             ps.audio_seconds > 0 ? ps.synth_seconds / ps.audio_seconds : 0);
-    cJSON *t = cJSON_AddObjectToObject(root, "ttfa");
-    cJSON_AddNumberToObject(t, "samples", (double)n);
-    cJSON_AddNumberToObject(t, "p50_ms", round(p50 * 10) / 10);
-    cJSON_AddNumberToObject(t, "p95_ms", round(p95 * 10) / 10);
-    cJSON_AddNumberToObject(t, "p99_ms", round(p99 * 10) / 10);
-    cJSON_AddNumberToObject(t, "target_ms", s->o.ttfa_target_ms);
-    cJSON_AddNumberToObject(t, "miss_rate", miss);
-    cJSON_AddStringToObject(t, "category", ttfa_category(p95, s->o.ttfa_target_ms, n));
+    cJSON_AddItemToObject(root, "ttfa", ttfa_json(s));
     return send_json(r, c, 200, root);
+}
+
+static enum MHD_Result handle_ttfa(request *r, struct MHD_Connection *c) {
+    return send_json(r, c, 200, ttfa_json(r->s));
 }
 
 static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
@@ -530,6 +605,7 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
     snprintf(r->format, sizeof r->format, "%s", koe_format_name(format));
     r->chars = chars;
     r->stream = stream;
+    r->t_submit = koe_now_s();
     r->job = koe_pipeline_submit(s->pipe, &sr, &err);
     if (!r->job) {
         if (err.code == KOE_ERR_LIMIT) FAIL(503, NULL, "%s; retry shortly", err.msg);
@@ -631,11 +707,9 @@ static enum MHD_Result route(request *r, struct MHD_Connection *c, const char *u
     struct {
         const char *path;
         enum MHD_Result (*fn)(request *, struct MHD_Connection *);
-    } gets[] = {{"/v1/audio/voices", handle_voices},
-                {"/voices", handle_voices},
-                {"/v1/models", handle_models},
-                {"/status", handle_status},
-                {"/metrics", handle_metrics}};
+    } gets[] = {{"/v1/audio/voices", handle_voices},   {"/voices", handle_voices},
+                {"/v1/models", handle_models},         {"/status", handle_status},
+                {"/v1/performance/ttfa", handle_ttfa}, {"/metrics", handle_metrics}};
     for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++)
         if (!strcmp(url, gets[i].path)) {
             if (!get) return send_error(r, c, 405, NULL, "GET, HEAD", "use GET on %s", url);
@@ -780,6 +854,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         s->ttfa_sum += ttfa;
         s->ttfa_count++;
         s->ttfa_ring[s->ttfa_pos] = ttfa;
+        double at = r->t_submit > 0 ? r->t_submit - r->t_arrival : 0;
+        const double marks[NSTAGES] = {at, at + jt.queue_wait, at + jt.front_end,
+                                       at + jt.first_synth, at + jt.first_bytes};
+        const int reached[NSTAGES] = {1, jt.queue_wait > 0, jt.front_end > 0, jt.first_synth > 0,
+                                      jt.first_bytes > 0};
+        for (int k = 0; k < NSTAGES; k++)
+            s->stage_ring[k][s->ttfa_pos] = reached[k] ? marks[k] : -1;
         s->ttfa_pos = (s->ttfa_pos + 1) % TTFA_WINDOW;
         if (s->ttfa_n < TTFA_WINDOW) s->ttfa_n++;
     }

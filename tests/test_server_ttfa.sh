@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The TTFA breakdown: GET /v1/performance/ttfa (and the "ttfa" of /status) count exactly the
+# requests that produced audio, and for each mark on the way to the first byte report when
+# requests reached it. Each request passes the marks in order, so their medians are in order
+# too, whatever the machine's speed; nothing here measures time itself.
+set -u
+KOE=${KOE_BINARY:?}
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+fails=0
+check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
+
+start() { # NAME ARGS...: koe serve on a free loopback port; sets PORT_<NAME> and PID_<NAME>.
+    local name=$1; shift
+    "$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" --workers 2 "$@" >"$T/$name.log" 2>&1 &
+    local pid=$! port=
+    PIDS+=("$pid")
+    for _ in $(seq 600); do
+        port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/$name.log")
+        [ -n "$port" ] && grep -q "koe: ready" "$T/$name.log" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    eval "PORT_$name=$port PID_$name=$pid"
+}
+
+start main
+B="http://127.0.0.1:$PORT_main"
+check "server started" test -n "$PORT_main"
+check "no samples before any request" node -e '
+    const t = JSON.parse(process.argv[1]);
+    process.exit(t.samples === 0 && t.category === "NO_DATA" && t.slowest_step === null ? 0 : 1)' "$(curl -s "$B/v1/performance/ttfa")"
+
+N=6
+for i in $(seq $N); do
+    curl -s -o "$T/a.pcm" -X POST "$B/v1/audio/speech" \
+        -d "{\"input\":\"Request $i. It has a second sentence.\",\"response_format\":\"pcm\"}"
+done
+# errors produce no audio and no TTFA sample
+curl -s -o /dev/null -X POST "$B/v1/audio/speech" -d '{"input":""}'
+curl -s -o /dev/null -X POST "$B/v1/audio/speech" -d '{"input":"x","voice":"nobody"}'
+
+curl -s "$B/v1/performance/ttfa" >"$T/ttfa.json"
+check "/v1/performance/ttfa counts exactly the $N spoken requests" node -e '
+    const t = JSON.parse(require("fs").readFileSync(process.argv[1]));
+    const names = ["parsed", "worker_started", "front_end_done", "first_segment_done", "first_bytes_encoded"];
+    if (t.samples !== +process.argv[2]) process.exit(1);
+    for (const n of names) if (!t.stages[n] || t.stages[n].samples !== t.samples) process.exit(1);' "$T/ttfa.json" $N
+check "  the marks medians are in order, up to the TTFA itself" node -e '
+    const t = JSON.parse(require("fs").readFileSync(process.argv[1])), s = t.stages;
+    const chain = [s.parsed.p50_ms, s.worker_started.p50_ms, s.front_end_done.p50_ms,
+                   s.first_bytes_encoded.p50_ms, t.p50_ms];
+    for (let i = 1; i < chain.length; i++) if (!(chain[i] >= chain[i - 1])) process.exit(1);
+    for (const k in s) if (!(s[k].p50_ms <= s[k].p95_ms && s[k].p95_ms <= s[k].p99_ms)) process.exit(1);' "$T/ttfa.json"
+check "  names its slowest step" node -e '
+    const t = JSON.parse(require("fs").readFileSync(process.argv[1]));
+    const steps = ["reading_and_parsing", "queue_wait", "front_end", "synthesis_and_encoding", "hand_off"];
+    process.exit(steps.includes(t.slowest_step) && t.slowest_step_p50_ms >= 0 && t.slowest_step_p50_ms <= t.p50_ms ? 0 : 1)' "$T/ttfa.json"
+check "/status carries the same breakdown" node -e '
+    const s = JSON.parse(process.argv[1]).ttfa;
+    process.exit(s.samples === +process.argv[2] && s.stages && s.stages.front_end_done.samples === s.samples ? 0 : 1)' \
+    "$(curl -s "$B/status")" $N
+hdrs=$(curl -s -D - -o /dev/null -X POST "$B/v1/performance/ttfa")
+check "POST /v1/performance/ttfa -> 405 with Allow" grep -qi '^allow: GET' <<<"$hdrs"
+kill -TERM "$PID_main"; wait "$PID_main"
+check "SIGTERM exits 0" test $? -eq 0
+
+start auth --api-key k3y
+A="http://127.0.0.1:$PORT_auth"
+check "with an API key, the breakdown needs it" test "$(curl -s -o /dev/null -w '%{http_code}' "$A/v1/performance/ttfa")" = 401
+check "  and answers with it" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer k3y' "$A/v1/performance/ttfa")" = 200
+
+[ $fails -eq 0 ] && echo "all TTFA breakdown checks passed"
+exit $((fails > 0))
