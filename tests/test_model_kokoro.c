@@ -149,6 +149,47 @@ static void test_bad_input_and_cancel(void) {
     KT_EXPECT(koe_model_load("/nonexistent.pth", config, &err) == NULL && err.msg[0]);
 }
 
+/* Cancellation arriving mid-run: the tap raises the flag when it sees a stage; the run must
+ * stop with KOE_ERR_CANCELLED, and the context must then synthesize as before. */
+typedef struct cancel_at {
+    const char *stage;
+    volatile int flag;
+} cancel_at;
+
+static void raise_at(void *user, const char *stage, const float *data, int ndim,
+                     const int64_t *shape) {
+    (void)data, (void)ndim, (void)shape;
+    cancel_at *ca = user;
+    if (!strcmp(stage, ca->stage)) ca->flag = 1;
+}
+
+static void test_cancel_mid_run(void) {
+    koe_error err = {0};
+    koe_ctx *c = koe_ctx_new(model, 2, &err);
+    KT_CHECK(c != NULL, "%s", err.msg);
+    if (!c) return;
+    float *before, *after;
+    int64_t lb, la;
+    koe_noise n = {KOE_NOISE_TEST, 0};
+    run(c, n, &before, &lb);
+    static const char *const stages[] = {"d_en",        "t_en",      "dec_encode",
+                                         "dec_decode2", "gen_input", "har_spec"};
+    for (int i = 0; i < 6; i++) {
+        cancel_at ca = {stages[i], 0};
+        koe_stage_tap tap = {raise_at, &ca};
+        koe_synth_out out;
+        memset(&err, 0, sizeof err);
+        int rc = koe_synthesize(c, ids, NIDS, style, 1.0f, n, &tap, &ca.flag, &out, &err);
+        KT_CHECK(ca.flag && rc == KOE_ERR_CANCELLED, "cancel at %s: rc %d (%s)", stages[i], rc,
+                 err.msg);
+    }
+    run(c, n, &after, &la);
+    KT_CHECK(la == lb && la > 0 && !memcmp(before, after, (size_t)la * sizeof *after),
+             "after cancelled runs the context gives the same audio");
+    free(before), free(after);
+    koe_ctx_free(c);
+}
+
 static void test_config(void) {
     koe_error err = {0};
     koe_kokoro_config def, got;
@@ -231,6 +272,7 @@ int main(void) {
     kt_run("seeded noise replays", test_seeded_noise);
     kt_run("contexts in threads agree", test_contexts_in_threads);
     kt_run("bad input and cancellation", test_bad_input_and_cancel);
+    kt_run("cancellation mid-run", test_cancel_mid_run);
     kt_run("config: defaults, tiny, bad fields", test_config);
     kt_run("config and weights disagree", test_config_disagrees);
     koe_model_free(model);
