@@ -237,8 +237,12 @@ static void test_config_disagrees(void) {
     static const char *const edits[][3] = {
         {"\"hidden_dim\": 64", "\"hidden_dim\": 96", "hidden_dim"},
         {"\"n_token\": 178", "\"n_token\": 177", "n_token"},
-        {"\"hidden_size\": 32", "\"hidden_size\": 64", "plbert.hidden_size"}};
-    for (int i = 0; i < 3; i++) {
+        {"\"hidden_size\": 32", "\"hidden_size\": 64", "plbert.hidden_size"},
+        {"\"max_dur\": 50", "\"max_dur\": 40", "max_dur"},
+        {"\"n_layer\": 3", "\"n_layer\": 2", "n_layer"},
+        {"\"text_encoder_kernel_size\": 5", "\"text_encoder_kernel_size\": 3",
+         "text_encoder_kernel_size"}};
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
         char *at = strstr(text, edits[i][0]);
         KT_CHECK(at != NULL, "the tiny config has %s", edits[i][0]);
         if (!at) continue;

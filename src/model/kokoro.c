@@ -38,8 +38,24 @@ struct koe_ctx {
 
 /* The config names dims the tensors also carry: a disagreement means the config and the
  * weights are not one model, said with the tensor that shows it. */
-static int check_dims(const koe_model *m, const koe_kokoro_config *cfg, const char *path,
-                      koe_error *err) {
+static int dim_of(const koe_weights *w, const char *name, int axis) {
+    const koe_tensor *t = koe_weights_find(w, name);
+    return t && axis < t->ndim ? (int)t->shape[axis] : -1;
+}
+
+/* How many blocks "<pre><n·step><post>" exist, counting up from n = 0 (bounded). */
+static int count_of(const koe_weights *w, const char *pre, const char *post, int step) {
+    int n = 0;
+    char nm[128];
+    for (; n < 1024; n++) {
+        snprintf(nm, sizeof nm, "%s%d%s", pre, n * step, post);
+        if (!koe_weights_find(w, nm)) break;
+    }
+    return n;
+}
+
+static int check_dims(const koe_model *m, const koe_weights *w, const koe_kokoro_config *cfg,
+                      const char *path, koe_error *err) {
     struct {
         const char *field, *tensor;
         int config, weights;
@@ -54,6 +70,14 @@ static int check_dims(const koe_model *m, const koe_kokoro_config *cfg, const ch
          cfg->plbert.max_position_embeddings, koe_albert_max_tokens(m->albert)},
         {"style_dim", "predictor.F0.0.norm1.fc.weight", cfg->style_dim,
          koe_predictor_style(m->pred)},
+        {"max_dur", "predictor.duration_proj.linear_layer.weight", cfg->max_dur,
+         dim_of(w, "predictor.duration_proj.linear_layer.weight", 0)},
+        {"n_layer", "text_encoder.cnn.*", cfg->n_layer,
+         count_of(w, "text_encoder.cnn.", ".0.weight_v", 1)},
+        {"n_layer", "predictor.text_encoder.lstms.*", cfg->n_layer,
+         count_of(w, "predictor.text_encoder.lstms.", ".weight_ih_l0", 2)},
+        {"text_encoder_kernel_size", "text_encoder.cnn.0.0.weight_v", cfg->text_encoder_kernel_size,
+         dim_of(w, "text_encoder.cnn.0.0.weight_v", 2)},
     };
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         if (d[i].config != d[i].weights)
@@ -109,7 +133,7 @@ koe_model *koe_model_load(const char *weights_path, const char *config_path, koe
                       weights_path);
         ok = 0;
     }
-    if (ok && check_dims(m, &cfg, config_path, err)) ok = 0;
+    if (ok && check_dims(m, w, &cfg, config_path, err)) ok = 0;
     if (ok) {
         static const char *const unused_ok[] = {"bert.pooler.", "bert.embeddings.position_ids",
                                                 NULL};
