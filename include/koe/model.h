@@ -35,9 +35,11 @@ typedef struct koe_model koe_model;
 typedef struct koe_ctx koe_ctx;
 
 /* Loads a Kokoro-82M checkpoint (.pth or safetensors) and prepares every part (weight norm
- * folded, convolutions packed). config_path: the model's config.json, for the PL-BERT layer and
- * head counts (NULL = the full Kokoro-82M config). Every tensor the parts need is checked for
- * presence and shape, and a tensor no part uses is an error that names it. */
+ * folded, convolutions packed). config_path: the model's config.json (NULL = the built-in full
+ * Kokoro-82M config): it gives the PL-BERT layer and head counts, and every dim it names
+ * (hidden_dim, n_token, max_dur, n_layer, plbert sizes, ...) must agree with the tensors; other
+ * widths come from the tensor shapes. Every tensor the parts need is checked for presence and
+ * shape, and a tensor no part uses is an error that names it. */
 koe_model *koe_model_load(const char *weights_path, const char *config_path, koe_error *err);
 void koe_model_free(koe_model *m);
 
