@@ -228,6 +228,36 @@ static void test_config(void) {
     }
 }
 
+/* Every truncation of the shipped config, and every one-byte corruption of its first 2000 bytes,
+ * parses to a clean result: 0, or an error with a message (ASan watches the rest). */
+static void test_config_damaged(void) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/kokoro-config.json", kt_env("KOE_TEST_DATA", "tests/data"));
+    size_t len = 0;
+    char *text = kt_read_file(path, &len);
+    KT_CHECK(text != NULL, "read %s", path);
+    if (!text) return;
+    int bad = 0, failed = 0;
+    koe_kokoro_config c;
+    for (size_t n = 0; n < len; n++) {
+        koe_error err = {0};
+        int rc = koe_kokoro_config_parse(text, n, &c, &err);
+        failed += rc != 0;
+        bad += rc != 0 && (rc != KOE_ERR_FORMAT || !err.msg[0]);
+    }
+    static const char junk[] = "\"{}[],:0-9e.x\\";
+    for (size_t i = 0; i < len && i < 2000; i++) {
+        char keep = text[i];
+        text[i] = junk[i % (sizeof junk - 1)];
+        koe_error err = {0};
+        int rc = koe_kokoro_config_parse(text, len, &c, &err);
+        bad += rc != 0 && !err.msg[0];
+        text[i] = keep;
+    }
+    KT_CHECK(bad == 0 && failed > 0, "%d damaged configs without a clean error", bad);
+    free(text);
+}
+
 /* The tiny weights with a config that disagrees with them: the load fails naming the field. */
 static void test_config_disagrees(void) {
     size_t len = 0;
@@ -278,6 +308,7 @@ int main(void) {
     kt_run("bad input and cancellation", test_bad_input_and_cancel);
     kt_run("cancellation mid-run", test_cancel_mid_run);
     kt_run("config: defaults, tiny, bad fields", test_config);
+    kt_run("config: damaged text", test_config_damaged);
     kt_run("config and weights disagree", test_config_disagrees);
     koe_model_free(model);
     return kt_finish();
