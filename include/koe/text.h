@@ -88,6 +88,28 @@ int koe_text_tokens(const char *normalized, size_t len, const char *lang, koe_to
                     koe_error *err);
 void koe_tokens_free(koe_tokens *t);
 
+/* The phoneme cache. koe_text_tokens() remembers the phonemizer's output per (lang, exact
+ * normalized text) in a process-wide LRU bounded in bytes, so a segment seen before skips
+ * espeak-ng. It holds the phoneme string, not the ids: a hit is mapped to ids exactly as a miss
+ * is, so it gives the very same koe_tokens. Thread-safe (one mutex, never held while espeak-ng
+ * runs); failures are never cached. The bytes counted are each entry's key, value and
+ * bookkeeping (header and its share of the hash table). This is the second piece of global
+ * mutable state of src/text (besides the espeak-ng lock). */
+#define KOE_TEXT_CACHE_DEFAULT ((size_t)4 << 20) /* 4 MiB */
+
+typedef struct koe_text_cache_stats {
+    uint64_t hits, misses; /* lookups since start (or the last koe_text_cache_clear) */
+    size_t entries, bytes; /* held now; bytes <= capacity always */
+    size_t capacity;       /* bytes; 0 = off */
+} koe_text_cache_stats;
+
+/* Sets the bound in bytes, evicting least recently used entries down to it at once. 0 turns the
+ * cache off (empties it; lookups then count neither hits nor misses). */
+void koe_text_cache_set_capacity(size_t bytes);
+/* Empties the cache and zeroes its hit and miss counts (the capacity stays). */
+void koe_text_cache_clear(void);
+void koe_text_cache_get_stats(koe_text_cache_stats *s);
+
 /* One call for the whole input: segments plus tokens[i] for segments->items[i]. */
 typedef struct koe_text_result {
     koe_segments *segments;

@@ -81,8 +81,13 @@ int koe_text_tokens(const char *normalized, size_t len, const char *lang, koe_to
     koe_buf raw = {0}, filtered = {0};
     int32_t *ids = NULL;
     size_t *offs = NULL, *ends = NULL;
-    int rc = koe_text_phonemize(normalized ? normalized : "", len, lang, &raw, err);
-    if (rc) goto done;
+    const char *text = normalized ? normalized : "";
+    int rc = 0;
+    if (!koe_text_cache_get(lang, text, len, &raw)) {
+        rc = koe_text_phonemize(text, len, lang, &raw, err);
+        if (rc) goto done;
+        koe_text_cache_put(lang, text, len, raw.data ? raw.data : "", raw.len);
+    }
     if (koe_vocab_filter(raw.data ? raw.data : "", raw.len, &filtered, &out->dropped)) {
         rc = koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
         goto done;

@@ -46,6 +46,16 @@ int koe_text_phonemize(const char *text, size_t len, const char *lang, koe_buf *
 /* Applies the language's espeak -> Kokoro symbol table to one stretch of espeak IPA. */
 int koe_text_map_ipa(const char *ipa, size_t len, const char *lang, koe_buf *out);
 
+/* ---- cache.c: the phoneme cache (koe/text.h) ---- */
+
+/* On a hit appends the cached phonemizer output for (lang, text[0, len)) to out and returns 1;
+ * 0 on a miss, when the cache is off or lang is NULL. */
+int koe_text_cache_get(const char *lang, const char *text, size_t len, koe_buf *out);
+/* Remembers value[0, vlen) as the output for (lang, text[0, len)), evicting as needed; an entry
+ * larger than the whole capacity, or a key already present, is not stored. */
+void koe_text_cache_put(const char *lang, const char *text, size_t len, const char *value,
+                        size_t vlen);
+
 /* ---- split.c ---- */
 
 /* Splits ids[0, n) into chunks of at most max ids: at the last sentence/clause punctuation
