@@ -1,5 +1,7 @@
 #include "model/ops_conv.h"
 
+#include "model/ops_bf16.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
@@ -63,6 +65,12 @@ struct koe_conv {
     float *bias;
     /* Frequency-domain form (see fd_*) or NULL: A_f = [Hr_f | −Hi_f], [FD_NF][cout][2·cin]. */
     float *fd_a;
+    /* bf16 (groups 1 only): w and fd_a are converted and freed. wb: [cout][k·cin], column
+     * j·cin + i = tap j of input i (one product per tile, taps packed on the fly); fd_b: the FD_NF
+     * A_f matrices. */
+    int bf16, fd;
+    koe_bmat wb;
+    koe_bmat *fd_b;
 };
 
 static void desc_defaults(koe_conv_desc *d) {
@@ -142,6 +150,38 @@ static size_t fd_slot_floats(const koe_conv *c) {
     return B + V + Z + O;
 }
 
+/* Converts the packed float weights to bf16 and frees them. */
+static int conv_to_bf16(koe_conv *c, const float *weight) {
+    const koe_conv_desc *d = &c->d;
+    koe_bf16_kernel kern = koe_bf16_best_kernel();
+    c->bf16 = 1;
+    if (c->fd) {
+        c->fd_b = calloc(FD_NF, sizeof *c->fd_b);
+        if (!c->fd_b) return -1;
+        size_t row = 2 * (size_t)d->cin;
+        for (int f = 0; f < FD_NF; f++)
+            if (koe_bmat_pack(&c->fd_b[f], c->fd_a + (size_t)f * d->cout * row, d->cout, (int)row,
+                              row, kern))
+                return -1;
+        free(c->fd_a);
+        c->fd_a = NULL;
+        return 0;
+    }
+    size_t kk = (size_t)d->k * d->cin;
+    float *a = malloc(sizeof(float) * d->cout * kk);
+    if (!a) return -1;
+    for (int o = 0; o < d->cout; o++)
+        for (int j = 0; j < d->k; j++)
+            for (int i = 0; i < d->cin; i++)
+                a[o * kk + (size_t)j * d->cin + i] = weight[((size_t)o * d->cin + i) * d->k + j];
+    int rc = koe_bmat_pack(&c->wb, a, d->cout, (int)kk, kk, kern);
+    free(a);
+    if (rc) return -1;
+    free(c->w);
+    c->w = NULL;
+    return 0;
+}
+
 koe_conv *koe_conv_new(const koe_conv_desc *desc, const float *weight, const float *bias,
                        koe_error *err) {
     koe_conv_desc d = *desc;
@@ -183,7 +223,9 @@ koe_conv *koe_conv_new(const koe_conv_desc *desc, const float *weight, const flo
         if (fd_pack(c, weight)) goto nomem;
         free(c->w); /* the time-domain form is not used any more */
         c->w = NULL;
+        c->fd = 1;
     }
+    if (d.bf16 && d.groups == 1 && conv_to_bf16(c, weight)) goto nomem;
     return c;
 nomem:
     koe_conv_free(c);
@@ -193,6 +235,10 @@ nomem:
 
 void koe_conv_free(koe_conv *c) {
     if (!c) return;
+    if (c->fd_b)
+        for (int f = 0; f < FD_NF; f++) koe_bmat_release(&c->fd_b[f]);
+    free(c->fd_b);
+    koe_bmat_release(&c->wb);
     free(c->fd_a);
     free(c->w);
     free(c->bias);
@@ -209,17 +255,27 @@ int koe_conv_out_len(const koe_conv *c, int t_in) {
     return (int)(span / c->d.stride + 1);
 }
 
+/* Scratch of one worker slot. */
+static size_t conv_slot_floats(const koe_conv *c) {
+    if (c->fd) return fd_slot_floats(c) + (c->bf16 ? koe_gemm_bf16_scratch_floats(FD_NB) : 0);
+    if (c->bf16) return koe_gemm_bf16_scratch_floats(TILE_MAX);
+    if (c->d.stride == 1) return 0;
+    return (size_t)c->cig * c->d.k * TILE_MAX;
+}
+
 size_t koe_conv_scratch_floats(const koe_conv *c, int t_in, koe_pool *pool) {
     (void)t_in;
-    if (c->fd_a) return (size_t)n_workers(pool) * fd_slot_floats(c);
-    if (c->d.stride == 1) return 0;
-    return (size_t)n_workers(pool) * (size_t)c->cig * c->d.k * TILE_MAX;
+    return (size_t)n_workers(pool) * conv_slot_floats(c);
+}
+
+int koe_conv_uses_fd(const koe_conv *c) {
+    return c->fd;
 }
 
 double koe_conv_macs(const koe_conv *c, int t_in) {
     int t_out = koe_conv_out_len(c, t_in);
     const koe_conv_desc *d = &c->d;
-    if (!c->fd_a) return (double)d->cin / d->groups * d->cout * d->k * t_out;
+    if (!c->fd) return (double)d->cin / d->groups * d->cout * d->k * t_out;
     int B = FD_N - d->k + 1;
     double blocks = 0;
     for (int r = 0; r < d->dil; r++) {
@@ -303,6 +359,32 @@ static void conv_tile_strided(const conv_job *jb, int t0, int t1, float *cols) {
     }
 }
 
+/* bf16: the bias (or nothing) first, then one product over every tap at once; the packing
+ * reads the taps' shifted (and strided) views of x, zeros outside it. */
+static void conv_tile_bf16(const conv_job *jb, int t0, int t1, float *pk) {
+    const koe_conv *c = jb->c;
+    const koe_conv_desc *d = &c->d;
+    for (int o = 0; o < d->cout; o++) {
+        float *yo = jb->y + (size_t)o * jb->t_out;
+        float b = c->bias ? c->bias[o] : 0.0f;
+        if (jb->accumulate) {
+            if (b != 0.0f)
+                for (int t = t0; t < t1; t++) yo[t] += b;
+        } else {
+            for (int t = t0; t < t1; t++) yo[t] = b;
+        }
+    }
+    koe_bsrc src = {.x = jb->x,
+                    .ld = (size_t)jb->t_in,
+                    .len = jb->t_in,
+                    .cin = d->cin,
+                    .taps = d->k,
+                    .dil = d->dil,
+                    .stride = d->stride,
+                    .start = t0 * d->stride - d->pad};
+    koe_gemm_bf16(&c->wb, &src, t1 - t0, jb->y + t0, (size_t)jb->t_out, 1, pk);
+}
+
 /* Blocks are numbered over all residues: residue r has ceil(len_r / FD_B) blocks of FD_B
  * outputs, len_r = number of output samples ≡ r (mod d). */
 static int fd_blocks_of(const conv_job *jb, int r, int B) {
@@ -342,10 +424,24 @@ static void fd_tile(const conv_job *jb, int g0, int g1, float *scr) {
     size_t ucols = (size_t)cin * nb;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 3 * FD_NF, (int)ucols, FD_N, 1.0f,
                 &fd_fwd[0][0], FD_N, U, FD_N, 0.0f, V, (int)ucols);
+    float *pk = O + (size_t)FD_N * cout * FD_NB; /* bf16 packing scratch */
     for (int f = 0; f < FD_NF; f++) {
-        const float *A = c->fd_a + (size_t)f * cout * 2 * cin;
         const float *Vf = V + (size_t)3 * f * ucols;
         float *Zre = Z + (size_t)2 * f * cout * nb, *Zim = Zre + (size_t)cout * nb;
+        if (c->bf16) {
+            koe_bsrc src = {.x = Vf,
+                            .ld = (size_t)nb,
+                            .len = nb,
+                            .cin = 2 * cin,
+                            .taps = 1,
+                            .dil = 1,
+                            .stride = 1};
+            koe_gemm_bf16(&c->fd_b[f], &src, nb, Zre, (size_t)nb, 0, pk);
+            src.x = Vf + ucols;
+            koe_gemm_bf16(&c->fd_b[f], &src, nb, Zim, (size_t)nb, 0, pk);
+            continue;
+        }
+        const float *A = c->fd_a + (size_t)f * cout * 2 * cin;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, nb, 2 * cin, 1.0f, A, 2 * cin,
                     Vf, nb, 0.0f, Zre, nb);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, nb, 2 * cin, 1.0f, A, 2 * cin,
@@ -373,7 +469,7 @@ static void fd_tile(const conv_job *jb, int g0, int g1, float *scr) {
 
 static void fd_slot(void *arg, int slot) {
     conv_job *jb = arg;
-    float *scr = jb->scratch + (size_t)slot * fd_slot_floats(jb->c);
+    float *scr = jb->scratch + (size_t)slot * conv_slot_floats(jb->c);
     for (;;) {
         int i = atomic_fetch_add(&jb->next, 1);
         if (i >= jb->n_tiles) return;
@@ -385,14 +481,15 @@ static void fd_slot(void *arg, int slot) {
 
 static void conv_slot(void *arg, int slot) {
     conv_job *jb = arg;
-    float *cols =
-        jb->scratch ? jb->scratch + (size_t)slot * jb->c->cig * jb->c->d.k * TILE_MAX : NULL;
+    float *cols = jb->scratch ? jb->scratch + (size_t)slot * conv_slot_floats(jb->c) : NULL;
     for (;;) {
         int i = atomic_fetch_add(&jb->next, 1);
         if (i >= jb->n_tiles) return;
         int t0 = i * jb->tile, t1 = t0 + jb->tile;
         if (t1 > jb->t_out) t1 = jb->t_out;
-        if (jb->c->d.stride == 1)
+        if (jb->c->bf16)
+            conv_tile_bf16(jb, t0, t1, cols);
+        else if (jb->c->d.stride == 1)
             conv_tile_s1(jb, t0, t1);
         else
             conv_tile_strided(jb, t0, t1, cols);
@@ -412,7 +509,7 @@ void koe_conv_run(const koe_conv *c, koe_pool *pool, float *scratch, const float
                    .t_out = t_out,
                    .accumulate = accumulate};
     atomic_init(&jb.next, 0);
-    if (c->fd_a) {
+    if (c->fd) {
         int B = FD_N - c->d.k + 1, total = 0;
         for (int r = 0; r < c->d.dil; r++) total += fd_blocks_of(&jb, r, B);
         jb.tile = total;
@@ -435,6 +532,9 @@ struct koe_convt {
      * contribution of an input chunk); groups > 1: PyTorch layout [cin, cog, k]. */
     float *w;
     float *bias;
+    /* bf16 (groups 1): the same [k·cout, cin] matrix in bf16; w is freed. */
+    int bf16;
+    koe_bmat wb;
 };
 
 koe_convt *koe_convt_new(const koe_convt_desc *desc, const float *weight, const float *bias,
@@ -473,6 +573,13 @@ koe_convt *koe_convt_new(const koe_convt_desc *desc, const float *weight, const 
         if (!c->bias) goto nomem;
         memcpy(c->bias, bias, (size_t)d.cout * sizeof(float));
     }
+    if (d.bf16 && d.groups == 1) {
+        if (koe_bmat_pack(&c->wb, c->w, d.k * d.cout, d.cin, (size_t)d.cin, koe_bf16_best_kernel()))
+            goto nomem;
+        free(c->w);
+        c->w = NULL;
+        c->bf16 = 1;
+    }
     return c;
 nomem:
     koe_convt_free(c);
@@ -482,6 +589,7 @@ nomem:
 
 void koe_convt_free(koe_convt *c) {
     if (!c) return;
+    koe_bmat_release(&c->wb);
     free(c->w);
     free(c->bias);
     free(c);
@@ -498,10 +606,17 @@ static int convt_chunk(const koe_convt *c, int tile) {
     return (tile + c->d.k) / c->d.stride + 2;
 }
 
+/* Per worker slot: every tap's contribution of one input chunk (+ the bf16 packing). */
+static size_t convt_slot_floats(const koe_convt *c) {
+    if (c->d.groups != 1) return 0;
+    size_t n = (size_t)c->d.k * c->d.cout * convt_chunk(c, TILE_MAX);
+    if (c->bf16) n += koe_gemm_bf16_scratch_floats(convt_chunk(c, TILE_MAX));
+    return n;
+}
+
 size_t koe_convt_scratch_floats(const koe_convt *c, int t_in, koe_pool *pool) {
     (void)t_in;
-    if (c->d.groups != 1) return 0;
-    return (size_t)n_workers(pool) * (size_t)c->d.k * c->d.cout * convt_chunk(c, TILE_MAX);
+    return (size_t)n_workers(pool) * convt_slot_floats(c);
 }
 
 typedef struct convt_job {
@@ -526,7 +641,18 @@ static void convt_tile(const convt_job *jb, int t0, int t1, float *z) {
     if (ta < 0) ta = 0;
     if (tb > jb->t_in - 1) tb = jb->t_in - 1;
     int nb = tb - ta + 1;
-    if (d->groups == 1 && nb > 0) {
+    if (c->bf16 && nb > 0) {
+        koe_bsrc src = {.x = jb->x,
+                        .ld = (size_t)jb->t_in,
+                        .len = jb->t_in,
+                        .cin = d->cin,
+                        .taps = 1,
+                        .dil = 1,
+                        .stride = 1,
+                        .start = ta};
+        koe_gemm_bf16(&c->wb, &src, nb, z, (size_t)nb, 0,
+                      z + (size_t)k * d->cout * convt_chunk(c, TILE_MAX));
+    } else if (d->groups == 1 && nb > 0) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k * d->cout, nb, d->cin, 1.0f, c->w,
                     d->cin, jb->x + ta, jb->t_in, 0.0f, z, nb);
     }
@@ -557,9 +683,7 @@ static void convt_tile(const convt_job *jb, int t0, int t1, float *z) {
 
 static void convt_slot(void *arg, int slot) {
     convt_job *jb = arg;
-    float *z = jb->scratch ? jb->scratch + (size_t)slot * jb->c->d.k * jb->c->d.cout *
-                                               convt_chunk(jb->c, TILE_MAX)
-                           : NULL;
+    float *z = jb->scratch ? jb->scratch + (size_t)slot * convt_slot_floats(jb->c) : NULL;
     for (;;) {
         int i = atomic_fetch_add(&jb->next, 1);
         if (i >= jb->n_tiles) return;

@@ -27,6 +27,9 @@ void koe_blas_single_thread(void);
 typedef struct koe_conv_desc {
     int cin, cout, k;
     int stride, pad, dil, groups; /* 0 is read as stride 1, dilation 1, groups 1 */
+    /* 1: weights stored in bf16 and every product done in bf16 with float32 sums (ops_bf16.h);
+     * groups 1 only (ignored otherwise). 0: float32 throughout. */
+    int bf16;
 } koe_conv_desc;
 
 typedef struct koe_conv koe_conv;
@@ -43,6 +46,8 @@ size_t koe_conv_scratch_floats(const koe_conv *c, int t_in, koe_pool *pool);
 /* Multiply-adds one run really performs (the frequency-domain path, used for narrow long
  * dilated convolutions, needs fewer than cin·cout·k per output sample). */
 double koe_conv_macs(const koe_conv *c, int t_in);
+/* Whether the frequency-domain path is used (for tests and reports). */
+int koe_conv_uses_fd(const koe_conv *c);
 /* x: [cin, t_in] → y: [cout, out_len]. accumulate = 0: y = conv(x) + bias; 1: y += conv(x) + bias.
  * x and y must not overlap. */
 void koe_conv_run(const koe_conv *c, koe_pool *pool, float *scratch, const float *x, int t_in,
@@ -52,6 +57,7 @@ void koe_conv_run(const koe_conv *c, koe_pool *pool, float *scratch, const float
 typedef struct koe_convt_desc {
     int cin, cout, k;
     int stride, pad, out_pad, groups; /* stride 0 → 1, groups 0 → 1 (dilation is always 1) */
+    int bf16;                         /* as in koe_conv_desc (groups 1 only) */
 } koe_convt_desc;
 
 typedef struct koe_convt koe_convt;
