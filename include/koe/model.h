@@ -43,6 +43,38 @@ typedef struct koe_ctx koe_ctx;
 koe_model *koe_model_load(const char *weights_path, const char *config_path, koe_error *err);
 void koe_model_free(koe_model *m);
 
+/* Numeric precision of the heavy part of the engine (the decoder's and the generator's
+ * convolutions, ~95% of the work). The text side (PL-BERT, predictor, text encoder) always runs
+ * in float32: it decides the durations, which are rounded, so a small error there could move a
+ * frame boundary. */
+typedef enum koe_precision {
+    KOE_PRECISION_AUTO = 0, /* the fastest precision whose quality gate passes on this CPU */
+    KOE_PRECISION_FP32 = 1,
+    KOE_PRECISION_BF16 = 2, /* bf16 weights and activations, float32 sums */
+    KOE_PRECISION_INT8 = 3  /* not implemented yet: koe_model_load_ex says so */
+} koe_precision;
+
+/* "auto", "fp32", "bf16", "int8". */
+const char *koe_precision_name(koe_precision p);
+/* The inverse (also "float32", "f32"); 0 or KOE_ERR_INVALID naming the bad value. */
+int koe_precision_parse(const char *s, koe_precision *out, koe_error *err);
+/* What AUTO means on this CPU: BF16 where AVX-512 BF16 (vdpbf16ps) is present, else FP32 (the
+ * AVX2 and portable bf16 kernels are correct but slower than float32 OpenBLAS). Honours
+ * KOE_CPU_DISABLE (e.g. "avx512bf16,avx512vnni"), read on every call. */
+koe_precision koe_precision_auto(void);
+
+typedef struct koe_model_options {
+    const char *config_path; /* NULL = the built-in Kokoro-82M config (see koe_model_load) */
+    koe_precision precision; /* 0 = AUTO */
+} koe_model_options;
+
+/* koe_model_load with options (opts NULL = all defaults: built-in config, AUTO). Plain
+ * koe_model_load is koe_model_load_ex with precision FP32, as it always was. */
+koe_model *koe_model_load_ex(const char *weights_path, const koe_model_options *opts,
+                             koe_error *err);
+/* The precision the model was prepared in (never AUTO). */
+koe_precision koe_model_precision(const koe_model *m);
+
 /* A context: its own thread pool (n_threads including the caller) and scratch memory, grown
  * for longer inputs and reused. Any number of contexts may share one model. */
 koe_ctx *koe_ctx_new(const koe_model *m, int n_threads, koe_error *err);

@@ -31,6 +31,11 @@ static void adain_free(koe_adain *a) {
 /* Weight-normed Conv1d prefix.{weight_g, weight_v[, bias]} with kernel k and padding k/2. */
 koe_conv *koe_wn_conv_load(koe_fetcher *f, const char *prefix, int cin, int cout, int k,
                            int with_bias) {
+    return koe_wn_conv_load_prec(f, prefix, cin, cout, k, with_bias, 0);
+}
+
+koe_conv *koe_wn_conv_load_prec(koe_fetcher *f, const char *prefix, int cin, int cout, int k,
+                                int with_bias, int bf16) {
     char nm[160];
     int64_t sv[3] = {cout, cin, k}, sg[3] = {cout, 1, 1}, sb[1] = {cout};
     snprintf(nm, sizeof nm, "%s.weight_v", prefix);
@@ -50,7 +55,7 @@ koe_conv *koe_wn_conv_load(koe_fetcher *f, const char *prefix, int cin, int cout
         return NULL;
     }
     koe_weight_norm(g, v, cout, (size_t)cin * k, w);
-    koe_conv_desc d = {.cin = cin, .cout = cout, .k = k, .pad = k / 2};
+    koe_conv_desc d = {.cin = cin, .cout = cout, .k = k, .pad = k / 2, .bf16 = bf16};
     koe_conv *c = koe_conv_new(&d, w, b, f->err);
     free(w);
     if (!c) f->failed = f->err ? f->err->code : KOE_ERR_NOMEM;
@@ -59,6 +64,11 @@ koe_conv *koe_wn_conv_load(koe_fetcher *f, const char *prefix, int cin, int cout
 
 void koe_resblk_load(koe_fetcher *f, const char *prefix, int cin, int cout, int upsample, int st,
                      koe_resblk *rb) {
+    koe_resblk_load_prec(f, prefix, cin, cout, upsample, st, 0, rb);
+}
+
+void koe_resblk_load_prec(koe_fetcher *f, const char *prefix, int cin, int cout, int upsample,
+                          int st, int bf16, koe_resblk *rb) {
     char nm[160];
     rb->cin = cin;
     rb->cout = cout;
@@ -68,12 +78,12 @@ void koe_resblk_load(koe_fetcher *f, const char *prefix, int cin, int cout, int 
     snprintf(nm, sizeof nm, "%s.norm2", prefix);
     adain_load(f, nm, cout, st, &rb->n2);
     snprintf(nm, sizeof nm, "%s.conv1", prefix);
-    rb->conv1 = koe_wn_conv_load(f, nm, cin, cout, 3, 1);
+    rb->conv1 = koe_wn_conv_load_prec(f, nm, cin, cout, 3, 1, bf16);
     snprintf(nm, sizeof nm, "%s.conv2", prefix);
-    rb->conv2 = koe_wn_conv_load(f, nm, cout, cout, 3, 1);
+    rb->conv2 = koe_wn_conv_load_prec(f, nm, cout, cout, 3, 1, bf16);
     if (cin != cout) {
         snprintf(nm, sizeof nm, "%s.conv1x1", prefix);
-        rb->sc = koe_wn_conv_load(f, nm, cin, cout, 1, 0);
+        rb->sc = koe_wn_conv_load_prec(f, nm, cin, cout, 1, 0, bf16);
     }
     if (upsample && !f->failed) {
         int64_t sv[3] = {cin, 1, 3}, sg[3] = {cin, 1, 1}, sb[1] = {cin};

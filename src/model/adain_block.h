@@ -29,6 +29,9 @@ typedef struct koe_resblk {
 /* prefix: e.g. "decoder.encode"; st: style width (128). Errors go through f (f->failed). */
 void koe_resblk_load(koe_fetcher *f, const char *prefix, int cin, int cout, int upsample, int st,
                      koe_resblk *rb);
+/* The same with conv1, conv2 and the shortcut in bf16 when bf16 is 1 (koe_conv_desc.bf16). */
+void koe_resblk_load_prec(koe_fetcher *f, const char *prefix, int cin, int cout, int upsample,
+                          int st, int bf16, koe_resblk *rb);
 void koe_resblk_free(koe_resblk *rb);
 /* Floats of scratch a run over L input steps needs. */
 size_t koe_resblk_scratch(const koe_resblk *rb, int L, koe_pool *pool);
@@ -39,5 +42,7 @@ void koe_resblk_run(const koe_resblk *rb, koe_pool *pool, float *scratch, const 
 /* A weight-normed Conv1d prefix.{weight_g, weight_v[, bias]}, kernel k, padding k/2. */
 koe_conv *koe_wn_conv_load(koe_fetcher *f, const char *prefix, int cin, int cout, int k,
                            int with_bias);
+koe_conv *koe_wn_conv_load_prec(koe_fetcher *f, const char *prefix, int cin, int cout, int k,
+                                int with_bias, int bf16);
 
 #endif

@@ -45,6 +45,7 @@ typedef struct loader {
     void *user;
     koe_error *err;
     int failed;
+    int bf16;
 } loader;
 
 /* Fetches `name` (under decoder.generator.) and checks its shape against want[0..nd-1]; a want
@@ -118,7 +119,7 @@ static koe_conv *load_wn_conv(loader *ld, const char *name, int cin, int cout, i
         return NULL;
     }
     koe_weight_norm(g, v, cout, (size_t)cin * k, w);
-    koe_conv_desc d = {.cin = cin, .cout = cout, .k = k, .pad = pad, .dil = dil};
+    koe_conv_desc d = {.cin = cin, .cout = cout, .k = k, .pad = pad, .dil = dil, .bf16 = ld->bf16};
     koe_conv *c = koe_conv_new(&d, w, b, ld->err);
     free(w);
     if (!c) ld->failed = 1;
@@ -202,8 +203,12 @@ static koe_convt *load_ups(loader *ld, int i, int cin, int cout, int k, int stri
     }
     /* ConvTranspose1d weight norm is per input channel (dim 0 of [cin, cout, k]). */
     koe_weight_norm(g, v, cin, (size_t)cout * k, w);
-    koe_convt_desc d = {
-        .cin = cin, .cout = cout, .k = k, .stride = stride, .pad = (k - stride) / 2};
+    koe_convt_desc d = {.cin = cin,
+                        .cout = cout,
+                        .k = k,
+                        .stride = stride,
+                        .pad = (k - stride) / 2,
+                        .bf16 = ld->bf16};
     koe_convt *c = koe_convt_new(&d, w, b, ld->err);
     free(w);
     if (!c) ld->failed = 1;
@@ -218,19 +223,25 @@ static koe_conv *load_plain_conv(loader *ld, int i, int cout, int k, int stride,
     snprintf(nm, sizeof nm, "noise_convs.%d.bias", i);
     const float *b = fetch(ld, nm, 1, sb, 0);
     if (ld->failed) return NULL;
-    koe_conv_desc d = {.cin = 2 * NBIN, .cout = cout, .k = k, .stride = stride, .pad = pad};
+    koe_conv_desc d = {
+        .cin = 2 * NBIN, .cout = cout, .k = k, .stride = stride, .pad = pad, .bf16 = ld->bf16};
     koe_conv *c = koe_conv_new(&d, w, b, ld->err);
     if (!c) ld->failed = 1;
     return c;
 }
 
 koe_generator *koe_generator_new_lookup(koe_tensor_lookup lookup, void *user, koe_error *err) {
+    return koe_generator_new_prec(lookup, user, 0, err);
+}
+
+koe_generator *koe_generator_new_prec(koe_tensor_lookup lookup, void *user, int bf16,
+                                      koe_error *err) {
     koe_generator *g = calloc(1, sizeof *g);
     if (!g) {
         koe_error_set(err, KOE_ERR_NOMEM, "out of memory creating the generator");
         return NULL;
     }
-    loader ld = {.lookup = lookup, .user = user, .err = err};
+    loader ld = {.lookup = lookup, .user = user, .err = err, .bf16 = bf16};
     /* Widths from the shapes: ups.0.weight_v is [W2, W2/2, 20]. */
     int64_t s0[3] = {-1, -1, 20};
     fetch(&ld, "ups.0.weight_v", 3, s0, 0);

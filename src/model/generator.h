@@ -25,6 +25,9 @@ typedef const float *(*koe_tensor_lookup)(void *user, const char *name, int *ndi
 
 /* Checks presence and shape of every decoder.generator.* tensor; the error names the tensor. */
 koe_generator *koe_generator_new_lookup(koe_tensor_lookup lookup, void *user, koe_error *err);
+/* The same with every convolution in bf16 when bf16 is 1 (see koe_conv_desc.bf16). */
+koe_generator *koe_generator_new_prec(koe_tensor_lookup lookup, void *user, int bf16,
+                                      koe_error *err);
 void koe_generator_free(koe_generator *g);
 
 /* W2: channels of the generator input (512 in the full model). */

@@ -12,6 +12,7 @@
 #include "model/config.h"
 #include "model/decoder.h"
 #include "model/generator.h"
+#include "model/ops_bf16.h"
 #include "model/pool.h"
 #include "model/predictor.h"
 #include "model/text_encoder.h"
@@ -25,6 +26,7 @@ struct koe_model {
     koe_decoder *dec;
     koe_generator *gen;
     int H, vocab;
+    koe_precision prec;
 };
 
 struct koe_ctx {
@@ -99,7 +101,67 @@ void koe_model_free(koe_model *m) {
     free(m);
 }
 
+const char *koe_precision_name(koe_precision p) {
+    switch (p) {
+    case KOE_PRECISION_AUTO:
+        return "auto";
+    case KOE_PRECISION_FP32:
+        return "fp32";
+    case KOE_PRECISION_BF16:
+        return "bf16";
+    case KOE_PRECISION_INT8:
+        return "int8";
+    }
+    return "?";
+}
+
+int koe_precision_parse(const char *s, koe_precision *out, koe_error *err) {
+    static const struct {
+        const char *name;
+        koe_precision p;
+    } names[] = {{"auto", KOE_PRECISION_AUTO},    {"fp32", KOE_PRECISION_FP32},
+                 {"float32", KOE_PRECISION_FP32}, {"f32", KOE_PRECISION_FP32},
+                 {"bf16", KOE_PRECISION_BF16},    {"int8", KOE_PRECISION_INT8}};
+    for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(s, names[i].name)) {
+            *out = names[i].p;
+            return 0;
+        }
+    return koe_error_set(err, KOE_ERR_INVALID,
+                         "unknown precision '%s' (expected fp32, bf16, int8 or auto)",
+                         s ? s : "(null)");
+}
+
+koe_precision koe_precision_auto(void) {
+    return koe_bf16_kernel_usable(KOE_BF16_KERNEL_AVX512BF16) ? KOE_PRECISION_BF16
+                                                              : KOE_PRECISION_FP32;
+}
+
+koe_precision koe_model_precision(const koe_model *m) {
+    return m->prec;
+}
+
 koe_model *koe_model_load(const char *weights_path, const char *config_path, koe_error *err) {
+    koe_model_options o = {.config_path = config_path, .precision = KOE_PRECISION_FP32};
+    return koe_model_load_ex(weights_path, &o, err);
+}
+
+koe_model *koe_model_load_ex(const char *weights_path, const koe_model_options *opts,
+                             koe_error *err) {
+    koe_model_options o = {0};
+    if (opts) o = *opts;
+    const char *config_path = o.config_path;
+    koe_precision prec = o.precision == KOE_PRECISION_AUTO ? koe_precision_auto() : o.precision;
+    if (prec == KOE_PRECISION_INT8) {
+        koe_error_set(err, KOE_ERR_UNSUPPORTED,
+                      "precision int8 is not implemented yet (use fp32, bf16 or auto)");
+        return NULL;
+    }
+    if (prec != KOE_PRECISION_FP32 && prec != KOE_PRECISION_BF16) {
+        koe_error_set(err, KOE_ERR_INVALID, "unknown precision %d", (int)o.precision);
+        return NULL;
+    }
+    int bf16 = prec == KOE_PRECISION_BF16;
     koe_kokoro_config cfg;
     if (koe_kokoro_config_load(config_path, &cfg, err)) return NULL;
     koe_albert_config ac = {.n_layers = cfg.plbert.num_hidden_layers,
@@ -112,6 +174,7 @@ koe_model *koe_model_load(const char *weights_path, const char *config_path, koe
         koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
         return NULL;
     }
+    m->prec = prec;
     /* Each part copies and packs what it needs; the file's pages are released after each so
      * that the mapping never adds the whole checkpoint to the peak memory. */
     int ok = (m->albert = koe_albert_new(koe_weights_lookup, w, &ac, err)) != NULL;
@@ -123,9 +186,9 @@ koe_model *koe_model_load(const char *weights_path, const char *config_path, koe
         m->H = koe_text_encoder_width(m->te);
         m->vocab = koe_text_encoder_vocab(m->te);
         koe_weights_release_pages(w);
-        ok = (m->dec = koe_decoder_new(koe_weights_lookup, w, m->H, STYLE, err)) != NULL;
+        ok = (m->dec = koe_decoder_new_prec(koe_weights_lookup, w, m->H, STYLE, bf16, err)) != NULL;
         koe_weights_release_pages(w);
-        ok = ok && (m->gen = koe_generator_new_lookup(koe_weights_lookup, w, err));
+        ok = ok && (m->gen = koe_generator_new_prec(koe_weights_lookup, w, bf16, err));
     }
     if (ok && (koe_albert_out_width(m->albert) != m->H || koe_predictor_width(m->pred) != m->H ||
                koe_decoder_out_width(m->dec) != koe_generator_width(m->gen))) {
