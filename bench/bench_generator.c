@@ -2,7 +2,10 @@
  * 2F steps (default 600: F = 300 frames ≈ 100 tokens ≈ 7.5 s of audio), with 1 and 2 threads,
  * median of N runs after a warm-up, against this machine's sgemm peak measured in the same run.
  *
- * usage: bench_generator [frames2 [runs]] */
+ * Precisions: fp32 (OpenBLAS sgemm) and bf16 (ops_bf16.c, the fastest kernel of this CPU), both
+ * built from the same weights and timed with their runs interleaved, bf16 against fp32.
+ *
+ * usage: bench_generator [frames2 [runs [fp32|bf16|both]]] (default 600 5 both) */
 #include <cblas.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 
 #include "koe/base.h"
 #include "model/generator.h"
+#include "model/ops_bf16.h"
 #include "model/ops_conv.h"
 #include "model/pool.h"
 
@@ -164,20 +168,31 @@ static double sgemm_peak(koe_pool *pool, int threads, int runs) {
 int main(int argc, char **argv) {
     int frames2 = argc > 1 ? atoi(argv[1]) : 600;
     int runs = argc > 2 ? atoi(argv[2]) : 5;
-    if (frames2 < 1 || runs < 1 || runs > 32) {
-        fprintf(stderr, "usage: bench_generator [frames2 [runs ≤ 32]]\n");
+    const char *which = argc > 3 ? argv[3] : "both";
+    int want[2] = {!strcmp(which, "fp32") || !strcmp(which, "both"),
+                   !strcmp(which, "bf16") || !strcmp(which, "both")};
+    if (frames2 < 1 || runs < 1 || runs > 32 || (!want[0] && !want[1])) {
+        fprintf(stderr, "usage: bench_generator [frames2 [runs ≤ 32 [fp32|bf16|both]]]\n");
         return 2;
     }
     int W2 = 512;
     make_weights(W2);
     koe_error err = {0};
-    double tl = koe_now_s();
-    koe_generator *g = koe_generator_new_lookup(lookup, NULL, &err);
-    if (!g) {
-        fprintf(stderr, "bench_generator: %s\n", err.msg);
-        return 1;
+    koe_generator *gens[2] = {NULL, NULL};
+    double tls[2] = {0, 0};
+    const char *pname[2] = {"fp32", "bf16"};
+    for (int p = 0; p < 2; p++) {
+        if (!want[p]) continue;
+        double t0 = koe_now_s();
+        gens[p] = koe_generator_new_prec(lookup, NULL, p, &err);
+        if (!gens[p]) {
+            fprintf(stderr, "bench_generator: %s\n", err.msg);
+            return 1;
+        }
+        tls[p] = koe_now_s() - t0;
     }
-    tl = koe_now_s() - tl;
+    koe_generator *g = gens[0] ? gens[0] : gens[1];
+    double tl = tls[0] ? tls[0] : tls[1];
     for (int i = 0; i < n_tensors; i++) free(tensors[i].data);
 
     float *x = malloc(sizeof(float) * (size_t)W2 * frames2), *f0 = malloc(sizeof(float) * frames2);
@@ -193,8 +208,11 @@ int main(int argc, char **argv) {
            "(%.1f per audio second), %.1f GFLOP computed (%.1f per audio second), prepared in "
            "%.3f s\n",
            W2, frames2, audio_s, gflop, gflop / audio_s, gflop_c, gflop_c / audio_s, tl);
-    printf("%-8s %10s %8s %14s %14s %12s %10s %8s\n", "threads", "median_s", "RTF",
-           "direct_GFLOP/s", "computed_GF/s", "sgemm_peak", "of_peak", "min_s");
+    if (gens[1])
+        printf("bf16 kernel: %s, prepared in %.3f s\n",
+               koe_bf16_kernel_name(koe_bf16_best_kernel()), tls[1]);
+    printf("%-8s %-6s %10s %8s %14s %14s %12s %10s %8s %8s\n", "threads", "prec", "median_s", "RTF",
+           "direct_GFLOP/s", "computed_GF/s", "sgemm_peak", "of_peak", "min_s", "vs_fp32");
     for (int threads = 1; threads <= 2; threads++) {
         koe_pool *pool = koe_pool_new(threads, &err);
         if (!pool) {
@@ -202,23 +220,35 @@ int main(int argc, char **argv) {
             return 1;
         }
         double peak = sgemm_peak(pool, threads, runs);
-        size_t ns = koe_generator_scratch_floats(g, frames2, pool);
+        size_t ns = 0;
+        for (int p = 0; p < 2; p++) {
+            size_t n = gens[p] ? koe_generator_scratch_floats(gens[p], frames2, pool) : 0;
+            if (n > ns) ns = n;
+        }
         float *scratch = malloc(ns * sizeof(float));
         koe_noise noise = {KOE_NOISE_RANDOM, 42};
-        double times[32];
-        for (int r = -1; r < runs; r++) { /* r = -1: warm-up */
-            double t0 = koe_now_s();
-            if (koe_generator_run(g, pool, scratch, x, frames2, f0, style, noise, NULL, NULL, audio,
-                                  &err)) {
-                fprintf(stderr, "bench_generator: %s\n", err.msg);
-                return 1;
+        double times[2][32];
+        for (int r = -1; r < runs; r++) /* r = -1: warm-up; the precisions interleaved */
+            for (int p = 0; p < 2; p++) {
+                if (!gens[p]) continue;
+                double t0 = koe_now_s();
+                if (koe_generator_run(gens[p], pool, scratch, x, frames2, f0, style, noise, NULL,
+                                      NULL, audio, &err)) {
+                    fprintf(stderr, "bench_generator: %s\n", err.msg);
+                    return 1;
+                }
+                if (r >= 0) times[p][r] = koe_now_s() - t0;
             }
-            if (r >= 0) times[r] = koe_now_s() - t0;
+        double base = gens[0] ? median(times[0], runs) : 0;
+        for (int p = 0; p < 2; p++) {
+            if (!gens[p]) continue;
+            double med = median(times[p], runs), mn = times[p][0];
+            for (int r = 1; r < runs; r++)
+                if (times[p][r] < mn) mn = times[p][r];
+            printf("%-8d %-6s %10.3f %8.3f %14.1f %14.1f %12.1f %9.0f%% %8.3f %7.2fx\n", threads,
+                   pname[p], med, med / audio_s, gflop / med, gflop_c / med, peak,
+                   100.0 * gflop_c / med / peak, mn, base > 0 ? base / med : 1.0);
         }
-        double med = median(times, runs);
-        printf("%-8d %10.3f %8.3f %14.1f %14.1f %12.1f %9.0f%% %8.3f\n", threads, med,
-               med / audio_s, gflop / med, gflop_c / med, peak, 100.0 * gflop_c / med / peak,
-               times[0]);
         free(scratch);
         koe_pool_free(pool);
     }
@@ -227,6 +257,7 @@ int main(int argc, char **argv) {
     free(x);
     free(f0);
     free(audio);
-    koe_generator_free(g);
+    koe_generator_free(gens[0]);
+    koe_generator_free(gens[1]);
     return 0;
 }
