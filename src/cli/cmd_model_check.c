@@ -17,12 +17,15 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: koe model-check --weights FILE [--config FILE] --case DIR [--runs N] "
             "[--threads K]\n"
+            "                       [--precision fp32|bf16|int8|auto]\n"
             "\n"
             "Runs a reference case (a folder laid out like ../shared/vectors/kokoro-tiny/case*)\n"
             "through the engine in its deterministic noise mode and prints one JSON object with\n"
             "each stage's max absolute and relative error and the duration mismatches. Exit 0\n"
             "only if every stage is within tolerance. --runs N adds the median seconds of N\n"
-            "forward passes (after one warm-up) with K threads.\n");
+            "forward passes (after one warm-up) with K threads. --precision (default fp32)\n"
+            "runs the decoder and generator in that precision, checked against the\n"
+            "reference with that precision's tolerances (see docs/PERFORMANCE.md).\n");
 }
 
 static int cmp(const void *a, const void *b) {
@@ -37,18 +40,24 @@ static cJSON *num(double v) {
 int koe_cmd_model_check(int argc, char **argv) {
     const char *weights = NULL, *config = NULL, *dir = NULL;
     long runs = 0, threads = 1;
-    static const struct option lo[] = {{"weights", required_argument, 0, 'w'},
-                                       {"config", required_argument, 0, 'c'},
-                                       {"case", required_argument, 0, 'k'},
-                                       {"runs", required_argument, 0, 'r'},
-                                       {"threads", required_argument, 0, 't'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+    koe_precision prec = KOE_PRECISION_FP32;
+    static const struct option lo[] = {
+        {"weights", required_argument, 0, 'w'}, {"config", required_argument, 0, 'c'},
+        {"case", required_argument, 0, 'k'},    {"runs", required_argument, 0, 'r'},
+        {"threads", required_argument, 0, 't'}, {"precision", required_argument, 0, 'p'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "w:c:k:r:t:h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "w:c:k:r:t:p:h", lo, NULL)) != -1) {
         char *end = NULL;
+        koe_error perr = {0};
         switch (ch) {
+        case 'p':
+            if (koe_precision_parse(optarg, &prec, &perr)) {
+                fprintf(stderr, "koe model-check: --precision: %s\n", perr.msg);
+                return KOE_EXIT_USAGE;
+            }
+            break;
         case 'w':
             weights = optarg;
             break;
@@ -86,7 +95,8 @@ int koe_cmd_model_check(int argc, char **argv) {
     }
     koe_error err = {0};
     double t0 = koe_now_s();
-    koe_model *m = koe_model_load(weights, config, &err);
+    koe_model_options mo = {.config_path = config, .precision = prec};
+    koe_model *m = koe_model_load_ex(weights, &mo, &err);
     double load_s = koe_now_s() - t0;
     if (!m) {
         fprintf(stderr, "koe model-check: %s\n", err.msg);
@@ -103,6 +113,7 @@ int koe_cmd_model_check(int argc, char **argv) {
     }
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "case", dir);
+    cJSON_AddStringToObject(root, "precision", koe_precision_name(koe_model_precision(m)));
     cJSON_AddBoolToObject(root, "pass", rep.pass);
     if (!rep.pass) cJSON_AddStringToObject(root, "first_failure", rep.first_failure);
     cJSON_AddNumberToObject(root, "tokens", rep.tokens);
