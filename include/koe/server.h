@@ -18,6 +18,9 @@ typedef struct koe_server_opts {
     const char *api_key;   /* NULL = none */
     double ttfa_target_ms; /* default 150 */
     int normalize;         /* loudness normalization of the output */
+    /* The finished-audio cache: whole answers of repeated identical requests, replayed (the
+     * earlier take of Kokoro's random noise included). Bytes; 0 = off. */
+    size_t audio_cache_bytes;
 } koe_server_opts;
 
 typedef struct koe_server koe_server;

@@ -56,6 +56,10 @@ static const flag flags[] = {
     {"drain", "KOE_DRAIN_S", "30", "seconds SIGTERM waits for requests in flight"},
     {"warmup", "KOE_WARMUP", "1",
      "speak a sentence on every worker before /health answers 200 (0 = off)"},
+    {"audio-cache-mb", "KOE_AUDIO_CACHE_MB", "16",
+     "MiB of finished answers replayed for repeated identical requests (0 = off)"},
+    {"phoneme-cache-mb", "KOE_PHONEME_CACHE_MB", "4",
+     "MiB of phonemes remembered per (text, language) (0 = off)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 enum { F_RANDOM = 5 }; /* the one flag whose value is optional */
@@ -163,7 +167,7 @@ int koe_cmd_serve(int argc, char **argv) {
         return KOE_EXIT_USAGE;
     }
     long port, workers, threads, max_queue, max_body, max_input, timeout, max_conn, max_ip, target,
-        first_max, normalize, drain, warmup;
+        first_max, normalize, drain, warmup, audio_mb, phoneme_mb;
     if (parse_int("port", val[1], 0, 65535, &port) ||
         parse_int("workers", val[6], 0, 64, &workers) ||
         parse_int("threads", val[7], 1, 64, &threads) ||
@@ -176,7 +180,10 @@ int koe_cmd_serve(int argc, char **argv) {
         parse_int("ttfa-target", val[15], 1, 100000, &target) ||
         parse_int("first-segment-max", val[16], 0, 100000, &first_max) ||
         parse_int("normalize", val[17], 0, 1, &normalize) ||
-        parse_int("drain", val[18], 0, 3600, &drain) || parse_int("warmup", val[19], 0, 1, &warmup))
+        parse_int("drain", val[18], 0, 3600, &drain) ||
+        parse_int("warmup", val[19], 0, 1, &warmup) ||
+        parse_int("audio-cache-mb", val[20], 0, 1 << 20, &audio_mb) ||
+        parse_int("phoneme-cache-mb", val[21], 0, 1 << 20, &phoneme_mb))
         return KOE_EXIT_USAGE;
     const char *data_dir = val[2], *model = *val[3] ? val[3] : NULL,
                *config = *val[4] ? val[4] : NULL,
@@ -231,7 +238,9 @@ int koe_cmd_serve(int argc, char **argv) {
                           .max_per_ip = (int)max_ip,
                           .api_key = *val[14] ? val[14] : NULL,
                           .ttfa_target_ms = (double)target,
-                          .normalize = (int)normalize};
+                          .normalize = (int)normalize,
+                          .audio_cache_bytes = (size_t)audio_mb << 20};
+    koe_text_cache_set_capacity((size_t)phoneme_mb << 20);
     koe_server *srv = koe_server_start(&so, pipe, &err);
     if (!srv) {
         fprintf(stderr, "koe serve: %s\n", err.msg);

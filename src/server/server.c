@@ -18,10 +18,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "koe/base.h"
+#include "koe/text.h"
 #include "koe/voice.h"
 #include "koe/web_assets.h"
+#include "server/audio_cache.h"
 
 #define TTFA_WINDOW 1000
 static const double ttfa_buckets[] = {0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5};
@@ -59,6 +64,7 @@ struct koe_server {
     uint64_t speech_ok, speech_total;
     double infer_ms_sum;
     uint64_t client_gone, client_timeouts;
+    audio_cache *acache;
 };
 
 typedef struct request {
@@ -79,6 +85,19 @@ typedef struct request {
     int stream;
     int client_closed; /* seen closed while waiting for audio */
     int failed;        /* synthesis failed mid-stream */
+    int job_complete;  /* the job's reader saw the complete end (every byte of the answer) */
+    int counted;       /* counted in active_streams */
+    /* A streamed answer's first bytes, read before the response is queued (so that a job failing
+     * before any audio gets an error status); the reader hands them out first. */
+    char *first;
+    size_t first_len, first_pos;
+    /* The audio cache: this request's key; the answer replayed on a hit; on a miss, the bytes
+     * collected for insertion (reserved from the cache's collection budget). */
+    koe_buf key;
+    const audio_blob *hit;
+    size_t hit_pos;
+    koe_buf collect;
+    int collecting;
 } request;
 
 /* ------------------------------------------------------------------ small helpers */
@@ -296,6 +315,29 @@ static enum MHD_Result handle_models(request *r, struct MHD_Connection *c) {
     return send_json(r, c, 200, root);
 }
 
+/* Both caches, as /status shows them. */
+static cJSON *caches_json(koe_server *s) {
+    audio_cache_stats a;
+    audio_cache_get_stats(s->acache, &a);
+    koe_text_cache_stats t;
+    koe_text_cache_get_stats(&t);
+    cJSON *o = cJSON_CreateObject(), *ao = cJSON_AddObjectToObject(o, "audio"),
+          *po = cJSON_AddObjectToObject(o, "phonemes");
+    cJSON_AddNumberToObject(ao, "hits", (double)a.hits);
+    cJSON_AddNumberToObject(ao, "misses", (double)a.misses);
+    cJSON_AddNumberToObject(ao, "entries", (double)a.entries);
+    cJSON_AddNumberToObject(ao, "bytes", (double)a.bytes);
+    cJSON_AddNumberToObject(ao, "capacity_bytes", (double)a.capacity);
+    cJSON_AddNumberToObject(ao, "evictions", (double)a.evictions);
+    cJSON_AddNumberToObject(ao, "collecting_bytes", (double)a.pending);
+    cJSON_AddNumberToObject(po, "hits", (double)t.hits);
+    cJSON_AddNumberToObject(po, "misses", (double)t.misses);
+    cJSON_AddNumberToObject(po, "entries", (double)t.entries);
+    cJSON_AddNumberToObject(po, "bytes", (double)t.bytes);
+    cJSON_AddNumberToObject(po, "capacity_bytes", (double)t.capacity);
+    return o;
+}
+
 static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     koe_server *s = r->s;
     koe_pipeline_stats ps;
@@ -335,6 +377,7 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(perf, "real_time_factor",
                             ps.audio_seconds > 0 ? ps.synth_seconds / ps.audio_seconds : 0);
     cJSON_AddItemToObject(root, "ttfa", ttfa_json(s));
+    cJSON_AddItemToObject(root, "caches", caches_json(s));
     return send_json(r, c, 200, root);
 }
 
@@ -398,6 +441,37 @@ static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
         (unsigned long long)ps.jobs_failed, (unsigned long long)ps.jobs_cancelled,
         (unsigned long long)ps.jobs_rejected, ps.audio_seconds, ps.synth_seconds,
         ps.audio_seconds > 0 ? ps.synth_seconds / ps.audio_seconds : 0, s->ready);
+    audio_cache_stats a;
+    audio_cache_get_stats(s->acache, &a);
+    koe_text_cache_stats t;
+    koe_text_cache_get_stats(&t);
+    koe_buf_printf(&b,
+                   "# HELP koe_cache_hits_total Cache lookups answered from the cache.\n"
+                   "# TYPE koe_cache_hits_total counter\n"
+                   "koe_cache_hits_total{cache=\"audio\"} %llu\n"
+                   "koe_cache_hits_total{cache=\"phoneme\"} %llu\n"
+                   "# HELP koe_cache_misses_total Cache lookups that found nothing.\n"
+                   "# TYPE koe_cache_misses_total counter\n"
+                   "koe_cache_misses_total{cache=\"audio\"} %llu\n"
+                   "koe_cache_misses_total{cache=\"phoneme\"} %llu\n"
+                   "# HELP koe_cache_entries Entries held.\n"
+                   "# TYPE koe_cache_entries gauge\n"
+                   "koe_cache_entries{cache=\"audio\"} %zu\n"
+                   "koe_cache_entries{cache=\"phoneme\"} %zu\n"
+                   "# HELP koe_cache_bytes Bytes held (at most the capacity).\n"
+                   "# TYPE koe_cache_bytes gauge\n"
+                   "koe_cache_bytes{cache=\"audio\"} %zu\n"
+                   "koe_cache_bytes{cache=\"phoneme\"} %zu\n"
+                   "# HELP koe_cache_capacity_bytes The bound in bytes (0 = off).\n"
+                   "# TYPE koe_cache_capacity_bytes gauge\n"
+                   "koe_cache_capacity_bytes{cache=\"audio\"} %zu\n"
+                   "koe_cache_capacity_bytes{cache=\"phoneme\"} %zu\n"
+                   "# HELP koe_cache_evictions_total Entries evicted to stay under the bound.\n"
+                   "# TYPE koe_cache_evictions_total counter\n"
+                   "koe_cache_evictions_total{cache=\"audio\"} %llu\n",
+                   (unsigned long long)a.hits, (unsigned long long)t.hits,
+                   (unsigned long long)a.misses, (unsigned long long)t.misses, a.entries, t.entries,
+                   a.bytes, t.bytes, a.capacity, t.capacity, (unsigned long long)a.evictions);
     enum MHD_Result ret =
         send_bytes(r, c, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, NULL);
     koe_buf_free(&b);
@@ -429,18 +503,63 @@ static int client_closed(request *r) {
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+static void stop_collecting(request *r) {
+    audio_cache_unreserve(r->s->acache, r->collect.len);
+    koe_buf_free(&r->collect);
+    r->collecting = 0;
+}
+
+/* Keeps a copy of the bytes handed out, for the audio cache, while the collection budget
+ * allows; past it (or past the largest entry) this answer is simply not cached. The bytes
+ * collected are the bytes reserved. */
+static void collect_bytes(request *r, const void *p, size_t n) {
+    if (!r->collecting) return;
+    audio_cache *ac = r->s->acache;
+    if (r->collect.len + n <= audio_cache_max_entry(ac) && audio_cache_reserve(ac, n)) {
+        if (!koe_buf_append(&r->collect, p, n)) return;
+        audio_cache_unreserve(ac, n);
+    }
+    stop_collecting(r);
+}
+
+/* Hands out up to max bytes of src[*pos, len): the first of them is the first audio byte. */
+static ssize_t hand_out(request *r, const char *src, size_t len, size_t *pos, char *buf,
+                        size_t max) {
+    size_t n = len - *pos < max ? len - *pos : max;
+    memcpy(buf, src + *pos, n);
+    *pos += n;
+    if (r->t_first == 0) r->t_first = koe_now_s();
+    r->bytes_out += n;
+    return (ssize_t)n;
+}
+
+/* A streamed answer from the audio cache. */
+static ssize_t hit_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    request *r = cls;
+    if (r->hit_pos >= r->hit->len) return MHD_CONTENT_READER_END_OF_STREAM;
+    return hand_out(r, (const char *)r->hit->data, r->hit->len, &r->hit_pos, buf, max);
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     request *r = cls;
+    if (r->first_pos < r->first_len)
+        return hand_out(r, r->first, r->first_len, &r->first_pos, buf, max);
+    if (r->job_complete) return MHD_CONTENT_READER_END_OF_STREAM;
     for (;;) {
         koe_error err = {0};
         ssize_t n = koe_job_read(r->job, buf, max, 200, &err);
         if (n > 0) {
             if (r->t_first == 0) r->t_first = koe_now_s();
             r->bytes_out += (size_t)n;
+            collect_bytes(r, buf, (size_t)n);
             return n;
         }
-        if (n == 0) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (n == 0) {
+            r->job_complete = 1;
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
         /* A failed job ends the stream without its last chunk, so the client sees it is
          * incomplete instead of a truncated file passed off as whole. */
         if (n == -1) {
@@ -492,6 +611,97 @@ static int is_blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!strchr(" \t\r\n\f\v", s[i])) return 0;
     return 1;
+}
+
+/* The status of a job that failed before any audio: the request's own fault (a text the front
+ * end refuses, say) is a 400, a full queue a 503, anything else the server's 500. */
+static int failure_status(int code) {
+    return code == KOE_ERR_INVALID || code == KOE_ERR_UNSUPPORTED || code == KOE_ERR_NOT_FOUND ? 400
+           : code == KOE_ERR_LIMIT                                                             ? 503
+                                   : 500;
+}
+
+/* The audio cache's key: every field that changes the answer's bytes (the backend, voice,
+ * language, speed as the pipeline takes it, format, loudness normalization, noise seed, text),
+ * each string prefixed by its length so that no two requests share a key. Server-wide settings
+ * stay fixed for the cache's lifetime (it lives in memory). */
+static int audio_key(koe_buf *k, const koe_speech_request *sr, const char *backend) {
+    const char *lang = sr->lang ? sr->lang : koe_text_lang_for_voice(sr->voice, NULL);
+    if (!lang) lang = "";
+    return koe_buf_printf(k, "koe-audio-1 %zu:%s %zu:%s %zu:%s %a %s %d %llu %zu:", strlen(backend),
+                          backend, strlen(sr->voice), sr->voice, strlen(lang), lang,
+                          (double)sr->speed, koe_format_name(sr->format), sr->normalize,
+                          (unsigned long long)sr->seed, sr->len) ||
+           koe_buf_append(k, sr->text, sr->len);
+}
+
+static void add_speech_headers(request *r, struct MHD_Response *resp, koe_format format,
+                               const char *cache) {
+    char id[32];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
+    MHD_add_response_header(resp, "Content-Type", koe_format_mime(format));
+    MHD_add_response_header(resp, "X-Request-Id", id);
+    MHD_add_response_header(resp, "X-Koe-Backend", koe_pipeline_backend_name(r->s->pipe));
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (cache) MHD_add_response_header(resp, "X-Koe-Cache", cache);
+}
+
+/* An answer replayed from the audio cache: the same bytes as the answer that was stored,
+ * streamed (chunked) or whole, as the request asks. */
+static enum MHD_Result answer_cached(request *r, struct MHD_Connection *c, koe_format format) {
+    koe_server *s = r->s;
+    struct MHD_Response *resp;
+    if (r->stream) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, hit_reader, r,
+                                                 stream_free);
+    } else {
+        /* A whole wav gets its real sizes; the cached bytes stay as they were streamed. */
+        koe_buf all = {0};
+        if (koe_buf_append(&all, r->hit->data, r->hit->len)) return MHD_NO;
+        if (format == KOE_FORMAT_WAV) set_wav_sizes(all.data, all.len);
+        resp = MHD_create_response_from_buffer(all.len, all.data, MHD_RESPMEM_MUST_COPY);
+        koe_buf_free(&all);
+        r->bytes_out = r->hit->len;
+    }
+    if (!resp) return MHD_NO;
+    add_speech_headers(r, resp, format, "hit");
+    pthread_mutex_lock(&s->mu);
+    s->active_streams++;
+    pthread_mutex_unlock(&s->mu);
+    r->counted = 1;
+    if (!r->stream) r->t_first = koe_now_s();
+    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    r->status = 200;
+    r->answered = 1;
+    return ret;
+}
+
+/* Waits for a streamed job's first bytes (kept in r->first for the reader) or its end. 0 with
+ * bytes (or at a complete end without any), -1 when the job failed (err), -2 when the client
+ * went away meanwhile. */
+static int wait_first_bytes(request *r, koe_error *err) {
+    enum { FIRST_CAP = 32 * 1024 };
+    r->first = malloc(FIRST_CAP);
+    if (!r->first) return koe_error_set(err, KOE_ERR_NOMEM, "out of memory"), -1;
+    for (;;) {
+        koe_error e = {0};
+        ssize_t n = koe_job_read(r->job, r->first, FIRST_CAP, 200, &e);
+        if (n >= 0) {
+            r->first_len = (size_t)n;
+            if (n == 0) r->job_complete = 1;
+            collect_bytes(r, r->first, (size_t)n);
+            return 0;
+        }
+        if (n == -1) {
+            *err = e;
+            return -1;
+        }
+        if (client_closed(r)) {
+            r->client_closed = 1;
+            return -2;
+        }
+    }
 }
 
 static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int legacy_path) {
@@ -605,6 +815,18 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
     snprintf(r->format, sizeof r->format, "%s", koe_format_name(format));
     r->chars = chars;
     r->stream = stream;
+    const char *cache_state = NULL;
+    if (audio_cache_enabled(s->acache)) {
+        if (audio_key(&r->key, &sr, koe_pipeline_backend_name(s->pipe))) {
+            koe_buf_free(&r->key);
+        } else if ((r->hit = audio_cache_get(s->acache, r->key.data, r->key.len))) {
+            cJSON_Delete(j);
+            return answer_cached(r, c, format);
+        } else {
+            r->collecting = 1;
+            cache_state = "miss";
+        }
+    }
     r->t_submit = koe_now_s();
     r->job = koe_pipeline_submit(s->pipe, &sr, &err);
     if (!r->job) {
@@ -620,10 +842,17 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
     pthread_mutex_lock(&s->mu);
     s->active_streams++;
     pthread_mutex_unlock(&s->mu);
-    char id[32];
-    snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
+    r->counted = 1;
     struct MHD_Response *resp;
     if (stream) {
+        /* The 200 is sent only with the first bytes in hand: a job that fails before any audio
+         * (the front end refusing the text, say) is answered with its error status. The reader
+         * hands these bytes out at once, so the first byte leaves as early as before. */
+        int got = wait_first_bytes(r, &err);
+        if (got == -2) return MHD_NO; /* the client left: close, the job is cancelled */
+        if (got == -1)
+            return send_error(r, c, failure_status(err.code), NULL, NULL, "synthesis failed: %s",
+                              err.msg);
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, stream_reader, r,
                                                  stream_free);
     } else {
@@ -644,19 +873,31 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
         }
         if (n == -1) {
             koe_buf_free(&all);
-            return send_error(r, c, 500, NULL, NULL, "synthesis failed: %s", err.msg);
+            return send_error(r, c, failure_status(err.code), NULL, NULL, "synthesis failed: %s",
+                              err.msg);
         }
+        r->job_complete = 1;
         r->bytes_out = all.len;
-        if (format == KOE_FORMAT_WAV) set_wav_sizes(all.data, all.len);
+        /* The cache keeps the bytes as streamed; the whole wav sent gets its real sizes. */
+        unsigned char head[44];
+        int wav = format == KOE_FORMAT_WAV && all.len >= 44;
+        if (wav) {
+            memcpy(head, all.data, 44);
+            set_wav_sizes(all.data, all.len);
+        }
         resp = MHD_create_response_from_buffer(all.len, all.data ? all.data : (void *)"",
                                                MHD_RESPMEM_MUST_COPY);
-        koe_buf_free(&all);
+        if (wav) memcpy(all.data, head, 44);
+        if (r->collecting && all.len <= audio_cache_max_entry(s->acache) &&
+            audio_cache_reserve(s->acache, all.len)) {
+            r->collect = all;
+        } else {
+            r->collecting = 0;
+            koe_buf_free(&all);
+        }
     }
     if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", koe_format_mime(format));
-    MHD_add_response_header(resp, "X-Request-Id", id);
-    MHD_add_response_header(resp, "X-Koe-Backend", koe_pipeline_backend_name(s->pipe));
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    add_speech_headers(r, resp, format, cache_state);
     /* Unstreamed, the first audio byte reaches libmicrohttpd with the whole file. */
     if (!stream) r->t_first = koe_now_s();
     ret = MHD_queue_response(c, 200, resp);
@@ -806,6 +1047,7 @@ static void log_request(const request *r, int status, double ttfa, double now,
         cJSON_AddNumberToObject(o, "first_bytes_ms", round(jt->first_bytes * 1e4) / 10);
         cJSON_AddNumberToObject(o, "audio_s", round(jt->audio_seconds * 100) / 100);
         cJSON_AddNumberToObject(o, "segments", jt->segments);
+        if (r->key.len) cJSON_AddStringToObject(o, "cache", r->hit ? "hit" : "miss");
     }
     if (r->error[0]) cJSON_AddStringToObject(o, "error", r->error);
     cJSON_AddStringToObject(o, "outcome", outcome);
@@ -834,20 +1076,38 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         koe_job_release(r->job); /* cancels the synthesis if it is still running */
     }
     count_status(s, status);
+    /* Answers from the audio cache are not in the TTFA figures, which describe synthesis; the
+     * request log has their TTFA. */
     double ttfa = r->t_first > 0 ? r->t_first - r->t_arrival : -1;
+    double stat_ttfa = r->hit ? -1 : ttfa;
+    /* Into the audio cache only an answer that is whole: the job ran to its complete end and the
+     * response reached the client in full (never a cancelled, failed or cut one). */
+    if (r->collecting) {
+        if (r->job_complete && !r->failed && !r->client_closed && r->status == 200 &&
+            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+            size_t n = r->collect.len;
+            audio_cache_put(s->acache, r->key.data, r->key.len, r->collect.data, n);
+            r->collect.data = NULL;
+            r->collect.len = 0;
+            audio_cache_unreserve(s->acache, n);
+        }
+        stop_collecting(r);
+    }
+    audio_cache_release(s->acache, r->hit);
     pthread_mutex_lock(&s->mu);
     s->in_flight--;
+    int idle = s->in_flight == 0;
     if (timed_out)
         s->client_timeouts++;
     else if (client_gone)
         s->client_gone++;
+    if (r->counted) s->active_streams--;
     if (r->job) {
-        s->active_streams--;
         s->speech_total++;
         if (status == 200 && !client_gone) s->speech_ok++;
         s->infer_ms_sum += jt.first_synth * 1e3;
     }
-    if (ttfa >= 0) {
+    if (stat_ttfa >= 0) {
         size_t b = 0;
         while (b < NBUCKETS && ttfa > ttfa_buckets[b]) b++;
         s->ttfa_bucket[b]++;
@@ -872,9 +1132,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                     : client_gone     ? "client_gone"
                     : daemon_stopping ? "shutdown"
                                       : "complete");
+    int speech = r->is_speech;
     koe_buf_free(&r->body);
+    koe_buf_free(&r->key);
+    koe_buf_free(&r->collect);
+    free(r->first);
     free(r);
     *con_cls = NULL;
+#ifdef __GLIBC__
+    /* The last request in flight is done: give freed memory back to the system, so that RSS
+     * returns to its idle level after load (docs/RELIABILITY.md measures the difference). Only
+     * after speech, which is what churns memory, so that scrapes of /metrics cost nothing. */
+    if (idle && speech) malloc_trim(0);
+#endif
 }
 
 koe_server *koe_server_start(const koe_server_opts *opts, koe_pipeline *pipeline, koe_error *err) {
@@ -892,11 +1162,18 @@ koe_server *koe_server_start(const koe_server_opts *opts, koe_pipeline *pipeline
     if (s->o.max_per_ip <= 0) s->o.max_per_ip = 64;
     if (s->o.ttfa_target_ms <= 0) s->o.ttfa_target_ms = 150;
     s->pipe = pipeline;
+    s->acache = audio_cache_new(s->o.audio_cache_bytes);
+    if (!s->acache) {
+        koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+        free(s);
+        return NULL;
+    }
     pthread_mutex_init(&s->mu, NULL);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->o.port)};
     const char *ip = strcmp(s->o.host, "localhost") ? s->o.host : "127.0.0.1";
     if (inet_pton(AF_INET, ip, &addr.sin_addr) != 1) {
         koe_error_set(err, KOE_ERR_INVALID, "--host %s is not an IPv4 address", s->o.host);
+        audio_cache_free(s->acache);
         free(s);
         return NULL;
     }
@@ -913,6 +1190,7 @@ koe_server *koe_server_start(const koe_server_opts *opts, koe_pipeline *pipeline
         koe_error_set(err, KOE_ERR_IO, "cannot listen on %s:%d (in use, or not permitted)",
                       s->o.host, s->o.port);
         pthread_mutex_destroy(&s->mu);
+        audio_cache_free(s->acache);
         free(s);
         return NULL;
     }
@@ -943,5 +1221,6 @@ void koe_server_stop(koe_server *s, double drain_s) {
     MHD_stop_daemon(s->d);
     if (fd != MHD_INVALID_SOCKET) close(fd);
     pthread_mutex_destroy(&s->mu);
+    audio_cache_free(s->acache);
     free(s);
 }
