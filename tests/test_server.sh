@@ -175,16 +175,17 @@ check "every log line of a request is one JSON object with an id, status and out
     const forged = lines.map(JSON.parse).filter((o) => typeof o.voice === "string" && o.voice.includes("status"));
     process.exit(lines.length > 20 && errors > 5 && forged.length === 1 && forged[0].status === 400 ? 0 : 1)' "$T/main.log"
 
-# A full queue answers 503 with Retry-After: one worker held by a slow reader, one job queued.
+# A full server answers 503 with Retry-After: one worker, room for one job beyond it (--max-queue
+# 1), both taken by streams whose readers never read.
 start q --workers 1 --max-queue 1
 Q="http://127.0.0.1:$PORT_q"
-# a reader that never reads: the pipe, the socket and the job's buffer fill, the worker waits
+# a reader that never reads: the pipe and the socket fill, the job stops at its lookahead
 curl -s -N -X POST "$Q/v1/audio/speech" -d "{\"input\":\"$story\",\"response_format\":\"wav\"}" | sleep 600 &
 PIDS+=($!)
 check "the worker is busy" wait_metric "$PORT_q" koe_jobs_running 1
 curl -s -N -X POST "$Q/v1/audio/speech" -d "{\"input\":\"$story\",\"response_format\":\"wav\"}" | sleep 600 &
 PIDS+=($!)
-check "one job waits" wait_metric "$PORT_q" koe_queue_depth 1
+check "a second stream is admitted" wait_metric "$PORT_q" koe_jobs_running 2
 hdrs=$(curl -s -D - -o "$T/out" -X POST "$Q/v1/audio/speech" -d '{"input":"one more"}')
 check "a full queue -> 503" grep -q '^HTTP/1.1 503' <<<"$hdrs"
 check "503 carries Retry-After" grep -qi '^retry-after: ' <<<"$hdrs"

@@ -62,20 +62,22 @@ check "  and counted as a timeout" wait_metric "$PORT_slow" 'koe_client_disconne
 check "the worker is free again" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$S/v1/audio/speech" -d '{"input":"Next, please."}')" = 200
 kill -9 "$PID_slow" 2>/dev/null
 
-# 1b. A client that leaves while its job still waits for a worker: the job leaves the queue at
-# once, though the only worker is still busy with another.
+# 1b. A stream nobody reads holds its own segments back (the lookahead), not the only worker:
+# another request is served meanwhile; when the idle client leaves, its job is cancelled.
 start queued --workers 1 --max-queue 1 --timeout 600
 Q="http://127.0.0.1:$PORT_queued"
-curl -s -N -X POST "$Q/v1/audio/speech" -d "{\"input\":\"$story\",\"response_format\":\"pcm\"}" | sleep 600 &
+mkfifo "$T/idle.fifo"
+sleep 600 <"$T/idle.fifo" & # holds the pipe open and never reads it
 PIDS+=($!)
-check "the worker is held" wait_metric "$PORT_queued" koe_jobs_running 1
-curl -s -N -o /dev/null -X POST "$Q/v1/audio/speech" -d '{"input":"I will not wait."}' &
-waiter=$!
-check "a second job waits" wait_metric "$PORT_queued" koe_queue_depth 1
-kill "$waiter"; wait "$waiter" 2>/dev/null
-check "it leaves the queue when its client goes" wait_metric_le "$PORT_queued" koe_queue_depth 0
+curl -s -N -X POST "$Q/v1/audio/speech" -d "{\"input\":\"$story\",\"response_format\":\"pcm\"}" >"$T/idle.fifo" &
+idle_reader=$!
+PIDS+=($!)
+check "the unread stream runs" wait_metric "$PORT_queued" koe_jobs_running 1
+check "another request is served meanwhile" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$Q/v1/audio/speech" -d '{"input":"I will not wait."}')" = 200
+check "  while the unread stream is still open" test "$(metric "$PORT_queued" koe_jobs_running)" = 1
+kill "$idle_reader" 2>/dev/null; wait "$idle_reader" 2>/dev/null
+check "the unread stream's job ends when its client goes" wait_metric_le "$PORT_queued" koe_jobs_running 0
 check "  counted as cancelled" wait_metric "$PORT_queued" 'koe_jobs_total{outcome="cancelled"}' 1
-check "  while the worker is still busy" test "$(metric "$PORT_queued" koe_jobs_running)" = 1
 check "  and the log says client_gone" grep -q '"outcome":"client_gone"' "$T/queued.log"
 kill -9 "$PID_queued" 2>/dev/null
 

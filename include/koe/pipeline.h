@@ -1,10 +1,18 @@
-/* A request's life after the HTTP layer: text → segments → a speech backend (Kokoro or
- * espeak-ng) → loudness → encoder → a bounded byte queue that the HTTP response drains.
+/* A request's life after the HTTP layer: text → segments → a pool of inference workers →
+ * reordering → loudness → encoder → the reader (the HTTP response).
  *
- * A koe_pipeline owns the backend and a fixed pool of worker threads fed by a bounded queue of
- * jobs; each worker runs one job at a time, segment by segment, and stops at once when the job
- * is cancelled (client gone). A job's output buffer is bounded: a slow reader holds back its
- * worker (back-pressure), never memory. Every job records a TTFA breakdown. */
+ * A koe_pipeline owns the backend and a fixed pool of worker threads, each with its own
+ * inference context over the one shared model. Work is scheduled segment by segment:
+ *  - a job's first task (front end + its short first segment) goes before any other job's
+ *    later segments, so time to first audio stays low when the server is busy;
+ *  - later segments go earliest-deadline-first (the moment each stream's buffered audio would
+ *    run out), several segments of one job may run at once on different workers;
+ *  - a job's segments are synthesized at most `lookahead` ahead of what its reader has taken,
+ *    so memory per stream is bounded and a slow reader holds back only its own job;
+ *  - finished segments are put back in order and encoded in the reader's thread, in pieces of
+ *    at most about `job_buffer` bytes, so workers never wait on a socket.
+ * A cancelled job (client gone) stops at once: queued segments are dropped, running ones stop
+ * at the backend's next check. Every job records a TTFA breakdown. */
 #ifndef KOE_PIPELINE_H
 #define KOE_PIPELINE_H
 
@@ -23,8 +31,10 @@ typedef enum { KOE_BACKEND_ESPEAK, KOE_BACKEND_KOKORO } koe_backend_kind;
 typedef struct koe_pipeline_opts {
     int workers;            /* inference workers; 0 = the number of cores */
     int threads;            /* threads per Kokoro context; 0 = 1 */
-    int max_queue;          /* jobs waiting for a worker before submit refuses; 0 = 4 x workers */
-    size_t job_buffer;      /* bytes of encoded audio buffered per job; 0 = 1 MiB */
+    int max_queue;          /* jobs beyond `workers` unfinished ones before submit refuses with
+                               KOE_ERR_LIMIT; 0 = 4 x workers */
+    int lookahead;          /* segments per job synthesized ahead of its reader; 0 = 3 */
+    size_t job_buffer;      /* encoded bytes the reader prepares at a time (about); 0 = 64 KiB */
     const char *data_dir;   /* voices in <data_dir>/voices; NULL = "data" */
     const char *model_path; /* Kokoro weights; NULL = espeak-ng */
     const char *config_path;
@@ -61,7 +71,8 @@ typedef struct koe_speech_request {
 koe_job *koe_pipeline_submit(koe_pipeline *p, const koe_speech_request *r, koe_error *err);
 
 /* Encoded bytes: waits up to timeout_ms for some. Returns > 0 bytes, 0 at the complete end,
- * -1 when the job failed (message in err), -2 on timeout (nothing yet; try again). */
+ * -1 when the job failed (message in err), -2 on timeout (nothing yet; try again). The
+ * encoding happens here, in the reader's thread; one reader per job at a time. */
 ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_error *err);
 /* Stops the job: a running one at its next check (between segments and inside the backend), a
  * queued one at once (it leaves the queue, freeing its place). Its reader then gets -1 with
@@ -72,11 +83,11 @@ void koe_job_release(koe_job *j);
 
 /* Per-job TTFA breakdown (seconds from submit), filled as the job runs. */
 typedef struct koe_job_times {
-    double queue_wait;  /* until a worker took the job */
-    double front_end;   /* segmentation + phonemes of the first segment */
-    double first_synth; /* synthesis of the first segment */
-    double first_bytes; /* until the first encoded bytes were queued */
-    double total;       /* until the last byte was queued (0 while running) */
+    double queue_wait;  /* until a worker took the job's first task */
+    double front_end;   /* until its text was cut into segments */
+    double first_synth; /* until its first segment was synthesized */
+    double first_bytes; /* until the first audio was encoded for the reader */
+    double total;       /* until the last byte was encoded (0 while running) */
     double audio_seconds;
     int segments;      /* the front end's count (0 until it has cut the text) */
     int segments_done; /* segments synthesized and handed to the encoder so far */
@@ -85,7 +96,9 @@ void koe_job_get_times(koe_job *j, koe_job_times *t);
 
 /* Counters for /metrics. */
 typedef struct koe_pipeline_stats {
-    int queued, running;
+    int queued;  /* jobs no worker has started */
+    int running; /* jobs started and not finished (synthesizing or being read) */
+    int segments_running, segments_ready; /* segments on a worker / synthesized, not yet read */
     uint64_t jobs_done, jobs_failed, jobs_cancelled, jobs_rejected;
     double audio_seconds, synth_seconds;
 } koe_pipeline_stats;

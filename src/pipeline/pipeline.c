@@ -1,13 +1,20 @@
-/* Jobs, workers and the bounded byte queue between a worker and the HTTP response.
+/* Jobs, segment scheduling, reordering, and the reader-side encoder.
  *
- * Threads: the caller's (submit, read, cancel, release) and the workers'. One mutex guards the
- * queue and the counters; each job has its own mutex and two conditions (data for the reader,
- * space for the worker). A job is reference-counted: the submitter and the worker each hold it. */
+ * Locking: one mutex (the pipeline's) guards every job's scheduling state, the job list and the
+ * counters; the segment work and the encoding run outside it. A job's audio slots are written
+ * by the one worker that runs the segment while its state is RUNNING, and read by the reader
+ * only once it is DONE. The reader's encoder and byte buffer belong to the reader's thread.
+ *
+ * Lifetimes: a job is reference-counted (its holder, plus the pipeline's list while it is
+ * listed); a job stays listed until it is finished and no worker runs one of its segments. The
+ * pipeline itself is reference-counted by its owner and every live job, so a job read after
+ * koe_pipeline_free still has its mutex. */
 #include "koe/pipeline.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,17 +24,29 @@
 #include "koe/text.h"
 #include "koe/voice.h"
 #include "pipeline/backend.h"
+#include "pipeline/schedule.h"
+
+/* Speaking rate used to estimate a segment's length before it is synthesized (characters of
+ * normalized text per second at speed 1); only orders deadlines, never affects output. */
+#define CHARS_PER_SECOND 15.0
+
+typedef enum { SEG_PENDING, SEG_RUNNING, SEG_DONE } seg_state;
+
+typedef struct seg_slot {
+    seg_state state;
+    float *pcm; /* the segment's samples at the backend's rate */
+    size_t n, cap;
+    double seconds; /* estimated until DONE, then the real length (pause included) */
+    double pause;   /* silence after it */
+} seg_slot;
 
 struct koe_job {
-    pthread_mutex_t mu;
-    pthread_cond_t can_read, can_write;
-    int refs;
-    volatile int cancel;
-    int done, failed;
+    koe_pipeline *p;
+    pthread_cond_t can_read; /* with p->mu */
+    int refs;                /* under p->mu */
+    volatile int cancel;     /* polled by the backend without the lock */
+    int started, done, failed, listed, counted;
     koe_error error;
-    /* ring of encoded bytes */
-    unsigned char *ring;
-    size_t cap, head, len;
     /* request */
     char *text;
     size_t text_len;
@@ -37,25 +56,34 @@ struct koe_job {
     int normalize;
     uint64_t seed;
     koe_voice *voice;
+    /* segments, filled by the worker that runs the first task */
+    koe_segments *segs;
+    seg_slot *slots;
+    size_t nseg, next_sched, next_emit;
+    int segmented, in_flight;
+    double sched_seconds; /* audio of the segments before next_sched (estimated or real) */
+    /* the reader's side (its thread only) */
+    koe_audio_out *out;
+    koe_buf bytes;
+    size_t bytes_off, emit_pos;
+    int emit_paused, finished;
+    double samples_out;
     /* timing */
     double t_submit;
-    koe_job_times times;
-    koe_job *next; /* queue link */
-    /* The pipeline while the job waits in its queue, NULL once a worker took it; set and read
-     * under both the pipeline's mutex and this job's (in that order). */
-    koe_pipeline *waiting_in;
+    koe_job_times times; /* under p->mu */
+    koe_job *prev, *next;
 };
 
 struct koe_pipeline {
     koe_pipeline_opts opts;
+    atomic_int refs; /* the owner + every live job */
     koe_backend *backend;
     koe_voices *voices;
     pthread_mutex_t mu;
     pthread_cond_t has_work;
-    koe_job *head, *tail;
-    int queued, running, stopping;
+    koe_job *head, *tail; /* unfinished jobs (and finished ones a worker still works on) */
+    int unfinished, stopping;
     pthread_t *threads;
-    koe_job **current; /* the job each worker runs (NULL when idle), so free can cancel it */
     int nthreads;
     koe_pipeline_stats stats;
     char model_path[4096];
@@ -65,300 +93,435 @@ static double now_s(void) {
     return koe_now_s();
 }
 
-/* ------------------------------------------------------------------ jobs */
+/* ------------------------------------------------------------------ lifetimes */
 
-static void job_unref(koe_job *j) {
-    pthread_mutex_lock(&j->mu);
-    int last = --j->refs == 0;
-    pthread_mutex_unlock(&j->mu);
-    if (!last) return;
-    pthread_mutex_destroy(&j->mu);
+static void pipeline_destroy(koe_pipeline *p) {
+    if (p->backend) p->backend->free(p->backend);
+    koe_voices_close(p->voices);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->has_work);
+    free(p);
+}
+
+static void pipeline_unref(koe_pipeline *p) {
+    if (atomic_fetch_sub(&p->refs, 1) == 1) pipeline_destroy(p);
+}
+
+static void job_destroy(koe_job *j) {
+    koe_pipeline *p = j->p;
     pthread_cond_destroy(&j->can_read);
-    pthread_cond_destroy(&j->can_write);
+    for (size_t i = 0; i < j->nseg; i++) free(j->slots[i].pcm);
+    free(j->slots);
+    koe_segments_free(j->segs);
+    koe_audio_out_free(j->out);
+    koe_buf_free(&j->bytes);
     koe_voice_free(j->voice);
-    free(j->ring);
     free(j->text);
     free(j);
+    pipeline_unref(p);
 }
 
-void koe_job_release(koe_job *j) {
-    if (!j) return;
-    koe_job_cancel(j); /* a released job has no reader: stop its work */
-    job_unref(j);
+/* Drops a reference under p->mu; returns 1 when the caller must job_destroy() it (after
+ * unlocking). */
+static int job_drop_locked(koe_job *j) {
+    return --j->refs == 0;
 }
 
-static void job_finish(koe_job *j, int failed, const koe_error *err);
+static int job_finished(const koe_job *j) {
+    return j->done || j->failed || j->cancel;
+}
 
-/* Tells the job's worker and reader to stop (the caller may hold the pipeline's mutex). */
-static void job_flag_cancel(koe_job *j) {
-    pthread_mutex_lock(&j->mu);
-    j->cancel = 1;
-    pthread_cond_broadcast(&j->can_write);
+/* Under p->mu: a finished job that no worker touches leaves the list (and its reference). */
+static int job_maybe_unlist(koe_pipeline *p, koe_job *j) {
+    if (!j->listed || !job_finished(j) || j->in_flight > 0) return 0;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        p->head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        p->tail = j->prev;
+    j->prev = j->next = NULL;
+    j->listed = 0;
+    p->unfinished--;
+    return job_drop_locked(j);
+}
+
+/* Under p->mu: the job's one transition to finished is counted here. */
+static void job_count_end(koe_pipeline *p, koe_job *j, koe_code outcome) {
+    if (j->counted) return;
+    j->counted = 1;
+    if (j->started)
+        p->stats.running--;
+    else
+        p->stats.queued--;
+    if (outcome == KOE_OK)
+        p->stats.jobs_done++;
+    else if (outcome == KOE_ERR_CANCELLED)
+        p->stats.jobs_cancelled++;
+    else
+        p->stats.jobs_failed++;
+    for (size_t i = j->next_emit; i < j->next_sched; i++)
+        if (j->slots[i].state == SEG_DONE) p->stats.segments_ready--;
+    j->times.total = now_s() - j->t_submit;
     pthread_cond_broadcast(&j->can_read);
-    pthread_mutex_unlock(&j->mu);
+}
+
+/* Under p->mu. */
+static void job_fail_locked(koe_pipeline *p, koe_job *j, const koe_error *err) {
+    if (job_finished(j)) return;
+    j->failed = 1;
+    if (err) j->error = *err;
+    if (!j->error.msg[0]) koe_error_set(&j->error, KOE_ERR_INTERNAL, "synthesis failed");
+    job_count_end(p, j, KOE_ERR_INTERNAL);
+}
+
+static void job_cancel_locked(koe_pipeline *p, koe_job *j) {
+    if (job_finished(j)) return;
+    job_count_end(p, j, KOE_ERR_CANCELLED);
+    j->cancel = 1;
 }
 
 void koe_job_cancel(koe_job *j) {
     if (!j) return;
-    pthread_mutex_lock(&j->mu);
-    koe_pipeline *p = j->waiting_in;
-    pthread_mutex_unlock(&j->mu);
-    int unlinked = 0;
-    if (p) {
-        /* Still waiting for a worker: leave the queue now, so the place is free at once. */
-        pthread_mutex_lock(&p->mu);
-        pthread_mutex_lock(&j->mu);
-        if (j->waiting_in == p) {
-            koe_job **link = &p->head, *prev = NULL;
-            while (*link && *link != j) prev = *link, link = &(*link)->next;
-            if (*link) {
-                *link = j->next;
-                if (p->tail == j) p->tail = prev;
-                p->queued--;
-                p->stats.jobs_cancelled++;
-                unlinked = 1;
-            }
-            j->waiting_in = NULL;
-        }
-        pthread_mutex_unlock(&j->mu);
-        pthread_mutex_unlock(&p->mu);
-    }
-    job_flag_cancel(j);
-    if (unlinked) {
-        koe_error e = {0};
-        koe_error_set(&e, KOE_ERR_CANCELLED, "cancelled while waiting for a worker");
-        job_finish(j, 1, &e);
-        job_unref(j); /* the reference the worker would have dropped */
-    }
+    koe_pipeline *p = j->p;
+    pthread_mutex_lock(&p->mu);
+    job_cancel_locked(p, j);
+    int gone = job_maybe_unlist(p, j);
+    pthread_mutex_unlock(&p->mu);
+    if (gone) job_destroy(j);
 }
 
-/* The encoder's write callback: into the ring, waiting for room (back-pressure). */
-static int job_push(void *user, const void *data, size_t n) {
+void koe_job_release(koe_job *j) {
+    if (!j) return;
+    koe_pipeline *p = j->p;
+    pthread_mutex_lock(&p->mu);
+    job_cancel_locked(p, j); /* a released job has no reader: stop its work */
+    int gone = job_maybe_unlist(p, j);
+    gone |= job_drop_locked(j);
+    pthread_mutex_unlock(&p->mu);
+    if (gone) job_destroy(j);
+}
+
+void koe_job_get_times(koe_job *j, koe_job_times *t) {
+    pthread_mutex_lock(&j->p->mu);
+    *t = j->times;
+    pthread_mutex_unlock(&j->p->mu);
+}
+
+/* ------------------------------------------------------------------ the reader's side */
+
+/* The encoder's output: into the reader's byte buffer (the reader's thread). */
+static int bytes_push(void *user, const void *data, size_t n) {
     koe_job *j = user;
-    const unsigned char *p = data;
-    pthread_mutex_lock(&j->mu);
-    if (j->times.first_bytes == 0 && n > 0) j->times.first_bytes = now_s() - j->t_submit;
-    while (n > 0) {
-        while (j->len == j->cap && !j->cancel) pthread_cond_wait(&j->can_write, &j->mu);
-        if (j->cancel) {
-            pthread_mutex_unlock(&j->mu);
-            return 1;
-        }
-        size_t tail = (j->head + j->len) % j->cap;
-        size_t room = j->cap - j->len, run = j->cap - tail;
-        size_t k = n < room ? n : room;
-        if (k > run) k = run;
-        memcpy(j->ring + tail, p, k);
-        j->len += k;
-        p += k;
-        n -= k;
-        pthread_cond_signal(&j->can_read);
-    }
-    pthread_mutex_unlock(&j->mu);
-    return 0;
+    return koe_buf_append(&j->bytes, data, n) ? 1 : 0;
 }
 
-static void job_finish(koe_job *j, int failed, const koe_error *err) {
-    pthread_mutex_lock(&j->mu);
-    j->done = 1;
-    j->failed = failed;
-    if (failed && err) j->error = *err;
-    j->times.total = now_s() - j->t_submit;
-    pthread_cond_broadcast(&j->can_read);
-    pthread_mutex_unlock(&j->mu);
+static size_t bytes_take(koe_job *j, void *buf, size_t cap) {
+    size_t k = j->bytes.len - j->bytes_off;
+    if (k > cap) k = cap;
+    memcpy(buf, j->bytes.data + j->bytes_off, k);
+    j->bytes_off += k;
+    if (j->bytes_off == j->bytes.len) j->bytes.len = j->bytes_off = 0;
+    return k;
+}
+
+/* Encodes the next piece of the segment at next_emit (DONE, taken by the reader), about
+ * job_buffer bytes of output at most; then its pause; then, after the last, the encoder's end.
+ * Runs without the lock. Returns 0, or an error code with err set; *seg_over = 1 when the
+ * segment (pause included) is fully encoded. */
+static int encode_piece(koe_job *j, seg_slot *s, int last, size_t piece, int *seg_over,
+                        koe_error *err) {
+    static const float zeros[1024];
+    *seg_over = 0;
+    if (j->emit_pos < s->n) {
+        size_t k = s->n - j->emit_pos;
+        if (k > piece) k = piece;
+        int rc = koe_audio_out_write(j->out, s->pcm + j->emit_pos, k, err);
+        j->emit_pos += k;
+        j->samples_out += (double)k;
+        return rc;
+    }
+    if (!j->emit_paused) {
+        j->emit_paused = 1;
+        size_t n = last ? 0 : (size_t)(s->pause * j->p->backend->sample_rate);
+        j->samples_out += (double)n;
+        while (n > 0) {
+            size_t k = n < 1024 ? n : 1024;
+            int rc = koe_audio_out_write(j->out, zeros, k, err);
+            if (rc) return rc;
+            n -= k;
+        }
+    }
+    *seg_over = 1;
+    return last ? koe_audio_out_finish(j->out, err) : 0;
 }
 
 ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_error *err) {
+    koe_pipeline *p = j->p;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += timeout_ms / 1000;
     until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-    pthread_mutex_lock(&j->mu);
-    while (j->len == 0 && !j->done && !j->cancel) {
-        if (pthread_cond_timedwait(&j->can_read, &j->mu, &until) == ETIMEDOUT) {
-            pthread_mutex_unlock(&j->mu);
+    /* pcm s16: 2 bytes a sample; other formats are smaller, so this bounds the piece */
+    size_t piece = p->opts.job_buffer / 2;
+    if (piece < 256) piece = 256;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        if (j->bytes_off < j->bytes.len) { /* encoded bytes come first, even after a cancel */
+            size_t k = bytes_take(j, buf, cap);
+            pthread_mutex_unlock(&p->mu);
+            return (ssize_t)k;
+        }
+        if (j->failed || j->cancel) {
+            if (err) *err = j->error;
+            if (err && (!j->failed || !err->msg[0]))
+                koe_error_set(err, KOE_ERR_CANCELLED, "synthesis cancelled");
+            pthread_mutex_unlock(&p->mu);
+            return -1;
+        }
+        if (j->done) {
+            pthread_mutex_unlock(&p->mu);
+            return 0;
+        }
+        int ready =
+            j->segmented && (j->next_emit == j->nseg || j->slots[j->next_emit].state == SEG_DONE);
+        if (ready) {
+            size_t i = j->next_emit;
+            int last = i + 1 >= j->nseg, seg_over = 1, rc = 0;
+            seg_slot *s = i < j->nseg ? &j->slots[i] : NULL;
+            pthread_mutex_unlock(&p->mu);
+            koe_error e = {0};
+            if (s)
+                rc = encode_piece(j, s, last, piece, &seg_over, &e);
+            else
+                rc = koe_audio_out_finish(j->out, &e); /* nothing to say at all */
+            pthread_mutex_lock(&p->mu);
+            if (rc) {
+                if (rc == KOE_ERR_CANCELLED && j->cancel) continue;
+                job_fail_locked(p, j, &e);
+                continue;
+            }
+            if (j->times.first_bytes == 0 && j->bytes.len > 0 && j->samples_out > 0)
+                j->times.first_bytes = now_s() - j->t_submit;
+            if (!seg_over) continue;
+            if (s) {
+                free(s->pcm);
+                s->pcm = NULL;
+                s->n = s->cap = 0;
+                j->next_emit++;
+                p->stats.segments_ready--;
+                j->emit_pos = 0;
+                j->emit_paused = 0;
+                pthread_cond_broadcast(&p->has_work); /* the lookahead moved */
+            }
+            if (s == NULL || last) {
+                j->done = 1;
+                j->times.audio_seconds = j->samples_out / p->backend->sample_rate;
+                if (!j->times.first_bytes) j->times.first_bytes = now_s() - j->t_submit;
+                p->stats.audio_seconds += j->times.audio_seconds;
+                job_count_end(p, j, KOE_OK);
+                int gone = job_maybe_unlist(p, j);
+                if (gone) { /* cannot be the last reference: the reader holds one */
+                    pthread_mutex_unlock(&p->mu);
+                    return 0;
+                }
+            }
+            continue;
+        }
+        if (pthread_cond_timedwait(&j->can_read, &p->mu, &until) == ETIMEDOUT) {
+            pthread_mutex_unlock(&p->mu);
             return -2;
         }
     }
-    ssize_t got;
-    if (j->len > 0) {
-        size_t run = j->cap - j->head, k = cap < j->len ? cap : j->len;
-        if (k > run) k = run;
-        memcpy(buf, j->ring + j->head, k);
-        j->head = (j->head + k) % j->cap;
-        j->len -= k;
-        pthread_cond_signal(&j->can_write);
-        got = (ssize_t)k;
-    } else if (j->failed || (j->cancel && !j->done)) {
-        if (err) *err = j->error;
-        if (err && !err->msg[0]) koe_error_set(err, KOE_ERR_CANCELLED, "synthesis cancelled");
-        got = -1;
-    } else {
-        got = 0;
-    }
-    pthread_mutex_unlock(&j->mu);
-    return got;
 }
 
-void koe_job_get_times(koe_job *j, koe_job_times *t) {
-    pthread_mutex_lock(&j->mu);
-    *t = j->times;
-    pthread_mutex_unlock(&j->mu);
-}
+/* ------------------------------------------------------------------ scheduling */
 
-/* ------------------------------------------------------------------ work */
-
-typedef struct pcm_ctx {
+/* A task: the job's first (front end + segment 0) when seg < 0, else one later segment. */
+typedef struct task {
     koe_job *job;
-    koe_audio_out *out;
-    koe_error *err;
-    double samples;
-    int rate;
-    int first;
-} pcm_ctx;
+    long seg;
+} task;
 
-static int on_samples(void *user, const float *pcm, size_t n) {
-    pcm_ctx *c = user;
-    if (c->job->cancel) return 1;
-    c->samples += (double)n;
-    if (koe_audio_out_write(c->out, pcm, n, c->err)) return 1;
-    return c->job->cancel;
+static koe_sched_entry entry_of(const koe_job *j) {
+    return (koe_sched_entry){.started = j->started,
+                             .finished = job_finished(j),
+                             .segmented = j->segmented,
+                             .nseg = j->nseg,
+                             .next_sched = j->next_sched,
+                             .next_emit = j->next_emit,
+                             .t_submit = j->t_submit,
+                             .sched_seconds = j->sched_seconds};
 }
 
-/* Silence between sentences, so that joins never run words together. */
-static int add_pause(pcm_ctx *c, double seconds) {
-    static const float zeros[512];
-    size_t n = (size_t)(seconds * c->rate);
-    while (n > 0) {
-        size_t k = n < 512 ? n : 512;
-        if (on_samples(c, zeros, k)) return 1;
-        n -= k;
+/* Under p->mu: the next task by the policy of schedule.h, marked as taken; or 0. */
+static int pick_task(koe_pipeline *p, task *t) {
+    koe_job *best = NULL;
+    koe_sched_entry be = {0};
+    koe_task_kind bk = KOE_TASK_NONE;
+    for (koe_job *j = p->head; j; j = j->next) {
+        koe_sched_entry e = entry_of(j);
+        koe_task_kind k = koe_sched_kind(&e, p->opts.lookahead);
+        if (k != KOE_TASK_NONE && (!best || koe_sched_before(&e, k, &be, bk)))
+            best = j, be = e, bk = k;
+    }
+    if (!best) return 0;
+    best->in_flight++;
+    p->stats.segments_running++;
+    if (bk == KOE_TASK_FIRST) {
+        best->started = 1;
+        p->stats.queued--;
+        p->stats.running++;
+        best->times.queue_wait = now_s() - best->t_submit;
+        *t = (task){best, -1};
+        return 1;
+    }
+    size_t i = best->next_sched++;
+    best->slots[i].state = SEG_RUNNING;
+    best->sched_seconds += best->slots[i].seconds;
+    *t = (task){best, (long)i};
+    return 1;
+}
+
+typedef struct slot_sink {
+    seg_slot *slot;
+    volatile const int *cancel;
+} slot_sink;
+
+static int slot_append(void *user, const float *pcm, size_t n) {
+    slot_sink *ss = user;
+    seg_slot *s = ss->slot;
+    if (*ss->cancel) return 1;
+    if (s->n + n > s->cap) {
+        size_t cap = s->cap ? s->cap : 24000;
+        while (cap < s->n + n) cap *= 2;
+        float *np = realloc(s->pcm, cap * sizeof *np);
+        if (!np) return 1;
+        s->pcm = np;
+        s->cap = cap;
+    }
+    memcpy(s->pcm + s->n, pcm, n * sizeof *pcm);
+    s->n += n;
+    return 0;
+}
+
+/* Synthesizes segment i into its slot (no lock held). */
+static int run_segment(koe_pipeline *p, koe_backend_worker *bw, koe_job *j, size_t i,
+                       koe_error *err) {
+    const koe_segment *sg = &j->segs->items[i];
+    if (!sg->normalized_len) return 0; /* nothing to say (e.g. only punctuation) */
+    koe_segment_job sj = {.normalized = sg->normalized,
+                          .len = sg->normalized_len,
+                          .lang = j->lang,
+                          .speed = j->speed,
+                          .voice = j->voice,
+                          .seed = j->seed ? j->seed + i : 0};
+    slot_sink ss = {&j->slots[i], &j->cancel};
+    return p->backend->speak(bw, &sj, slot_append, &ss, &j->cancel, err);
+}
+
+/* The front end of a job (no lock held): its segments and their empty slots. */
+static int run_front_end(koe_pipeline *p, koe_job *j, koe_error *err) {
+    koe_text_opts to = koe_text_opts_default();
+    to.lang = j->lang;
+    if (p->opts.first_segment_max > 0) to.first_max = (size_t)p->opts.first_segment_max;
+    koe_audio_out_opts ao = {0};
+    ao.normalize = j->normalize;
+    j->out = koe_audio_out_new(j->format, p->backend->sample_rate, KOE_AUDIO_RATE, &ao, bytes_push,
+                               j, err);
+    if (!j->out) return err && err->code ? err->code : KOE_ERR_INTERNAL;
+    int rc = koe_text_segment(j->text, j->text_len, &to, &j->segs, err);
+    if (rc) return rc;
+    if (j->segs->count) {
+        j->slots = calloc(j->segs->count, sizeof *j->slots);
+        if (!j->slots) return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < j->segs->count; i++) {
+        const koe_segment *sg = &j->segs->items[i];
+        seg_slot *s = &j->slots[i];
+        s->pause = sg->normalized_len ? (sg->sentence_end ? 0.12 : 0.05) : 0;
+        s->seconds = (double)sg->normalized_len / (CHARS_PER_SECOND * j->speed) + s->pause;
     }
     return 0;
 }
 
-static void run_job(koe_pipeline *p, koe_backend_worker *bw, koe_job *j) {
+static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe_error *werr) {
+    koe_job *j = t->job;
     koe_error err = {0};
     double t0 = now_s();
-    pthread_mutex_lock(&j->mu);
-    j->times.queue_wait = t0 - j->t_submit;
-    pthread_mutex_unlock(&j->mu);
-    koe_audio_out_opts ao = {0};
-    ao.normalize = j->normalize;
-    koe_audio_out *out = koe_audio_out_new(j->format, p->backend->sample_rate, KOE_AUDIO_RATE, &ao,
-                                           job_push, j, &err);
-    koe_text_opts to = koe_text_opts_default();
-    to.lang = j->lang;
-    if (p->opts.first_segment_max > 0) to.first_max = (size_t)p->opts.first_segment_max;
-    koe_segments *segs = NULL;
-    int rc = out ? koe_text_segment(j->text, j->text_len, &to, &segs, &err) : KOE_ERR_INTERNAL;
-    pcm_ctx c = {.job = j, .out = out, .err = &err, .rate = p->backend->sample_rate};
-    if (!rc) {
-        pthread_mutex_lock(&j->mu);
-        j->times.front_end = now_s() - j->t_submit;
-        j->times.segments = (int)segs->count;
-        pthread_mutex_unlock(&j->mu);
-    }
-    for (size_t i = 0; !rc && i < segs->count && !j->cancel; i++) {
-        const koe_segment *s = &segs->items[i];
-        if (!s->normalized_len) { /* nothing to say (e.g. only punctuation): done at once */
-            pthread_mutex_lock(&j->mu);
-            j->times.segments_done = (int)i + 1;
-            pthread_mutex_unlock(&j->mu);
-            continue;
-        }
-        koe_segment_job sj = {.normalized = s->normalized,
-                              .len = s->normalized_len,
-                              .lang = j->lang,
-                              .speed = j->speed,
-                              .voice = j->voice,
-                              .seed = j->seed ? j->seed + i : 0};
-        rc = p->backend->speak(bw, &sj, on_samples, &c, &j->cancel, &err);
+    size_t i = 0;
+    int rc = 0;
+    if (!bw) {
+        err = *werr;
+        rc = err.code ? err.code : KOE_ERR_INTERNAL;
+    } else if (t->seg < 0) {
+        rc = run_front_end(p, j, &err);
+        pthread_mutex_lock(&p->mu);
         if (!rc) {
-            pthread_mutex_lock(&j->mu);
-            if (i == 0) j->times.first_synth = now_s() - j->t_submit;
-            j->times.segments_done = (int)i + 1;
-            pthread_mutex_unlock(&j->mu);
+            j->times.front_end = now_s() - j->t_submit;
+            j->times.segments = (int)j->segs->count;
+            j->nseg = j->segs->count;
+            j->segmented = 1;
+            if (j->nseg) { /* segment 0 is this task's; the rest are for any worker */
+                j->slots[0].state = SEG_RUNNING;
+                j->next_sched = 1;
+                j->sched_seconds = j->slots[0].seconds;
+                pthread_cond_broadcast(&p->has_work);
+            } else {
+                pthread_cond_broadcast(&j->can_read); /* an empty text: the reader ends it */
+            }
         }
-        if (!rc && i + 1 < segs->count && add_pause(&c, s->sentence_end ? 0.12 : 0.05))
-            rc = KOE_ERR_CANCELLED;
+        int go = !rc && j->nseg && !job_finished(j);
+        pthread_mutex_unlock(&p->mu);
+        if (go) rc = run_segment(p, bw, j, 0, &err);
+    } else {
+        i = (size_t)t->seg;
+        rc = run_segment(p, bw, j, i, &err);
     }
-    if (!rc && j->cancel) rc = KOE_ERR_CANCELLED;
-    if (!rc) rc = koe_audio_out_finish(out, &err);
-    if (rc == KOE_ERR_CANCELLED || j->cancel) {
-        rc = KOE_ERR_CANCELLED;
-        koe_error_set(&err, KOE_ERR_CANCELLED, "synthesis cancelled (client gone)");
-    }
-    koe_segments_free(segs);
-    koe_audio_out_free(out);
-    double synth = now_s() - t0;
-    pthread_mutex_lock(&j->mu);
-    j->times.audio_seconds = c.samples / (c.rate ? c.rate : 1);
-    pthread_mutex_unlock(&j->mu);
-    job_finish(j, rc != 0, &err);
     pthread_mutex_lock(&p->mu);
-    p->running--;
-    if (rc == 0)
-        p->stats.jobs_done++;
-    else if (rc == KOE_ERR_CANCELLED)
-        p->stats.jobs_cancelled++;
-    else
-        p->stats.jobs_failed++;
-    p->stats.audio_seconds += c.samples / (c.rate ? c.rate : 1);
-    p->stats.synth_seconds += synth;
+    j->in_flight--;
+    p->stats.segments_running--;
+    p->stats.synth_seconds += now_s() - t0;
+    if (job_finished(j)) {
+        /* cancelled or failed meanwhile: counted then; the samples are dropped */
+    } else if (rc) {
+        job_fail_locked(p, j, &err);
+    } else if (j->segmented && j->nseg) {
+        seg_slot *s = &j->slots[i];
+        s->state = SEG_DONE;
+        p->stats.segments_ready++;
+        double real = (double)s->n / p->backend->sample_rate + s->pause;
+        j->sched_seconds += real - s->seconds;
+        s->seconds = real;
+        if (i == 0) j->times.first_synth = now_s() - j->t_submit;
+        j->times.segments_done++;
+        pthread_cond_broadcast(&j->can_read);
+    }
+    int gone = job_maybe_unlist(p, j);
     pthread_mutex_unlock(&p->mu);
+    if (gone) job_destroy(j);
 }
 
 typedef struct worker_arg {
     koe_pipeline *p;
-    int index;
 } worker_arg;
 
 static void *worker_main(void *arg) {
     koe_pipeline *p = ((worker_arg *)arg)->p;
-    int index = ((worker_arg *)arg)->index;
     free(arg);
     koe_error err = {0};
     koe_backend_worker *bw = p->backend->worker_new(p->backend, p->opts.threads, &err);
     for (;;) {
+        task t;
         pthread_mutex_lock(&p->mu);
-        while (!p->head && !p->stopping) pthread_cond_wait(&p->has_work, &p->mu);
-        if (!p->head) {
-            pthread_mutex_unlock(&p->mu);
-            break;
-        }
-        koe_job *j = p->head;
-        p->head = j->next;
-        pthread_mutex_lock(&j->mu);
-        j->waiting_in = NULL;
-        pthread_mutex_unlock(&j->mu);
-        if (!p->head) p->tail = NULL;
-        p->queued--;
-        p->running++;
-        p->current[index] = j;
+        int got;
+        while (!(got = pick_task(p, &t)) && !p->stopping) pthread_cond_wait(&p->has_work, &p->mu);
         pthread_mutex_unlock(&p->mu);
-        if (!bw) {
-            job_finish(j, 1, &err);
-            pthread_mutex_lock(&p->mu);
-            p->running--;
-            p->stats.jobs_failed++;
-            pthread_mutex_unlock(&p->mu);
-        } else if (j->cancel) {
-            koe_error e = {0};
-            koe_error_set(&e, KOE_ERR_CANCELLED, "cancelled before it started");
-            job_finish(j, 1, &e);
-            pthread_mutex_lock(&p->mu);
-            p->running--;
-            p->stats.jobs_cancelled++;
-            pthread_mutex_unlock(&p->mu);
-        } else {
-            run_job(p, bw, j);
-        }
-        pthread_mutex_lock(&p->mu);
-        p->current[index] = NULL;
-        pthread_mutex_unlock(&p->mu);
-        job_unref(j);
+        if (!got) break;
+        run_task(p, bw, &t, &err);
     }
     if (bw) p->backend->worker_free(bw);
     return NULL;
@@ -380,34 +543,39 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
     if (p->opts.workers > 64) p->opts.workers = 64;
     if (p->opts.threads <= 0) p->opts.threads = 1;
     if (p->opts.max_queue <= 0) p->opts.max_queue = 4 * p->opts.workers;
-    if (!p->opts.job_buffer) p->opts.job_buffer = 1 << 20;
+    if (p->opts.lookahead <= 0) p->opts.lookahead = 3;
+    if (!p->opts.job_buffer) p->opts.job_buffer = 64 * 1024;
+    atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->has_work, NULL);
     char vdir[4096];
     snprintf(vdir, sizeof vdir, "%s/voices", p->opts.data_dir ? p->opts.data_dir : "data");
     koe_error verr = {0};
-    p->voices = koe_voices_open(vdir, &verr); /* optional with espeak-ng */
+    p->voices = koe_voices_open(vdir, &verr);
+    /* Missing packs are fine for espeak-ng; broken ones are an error for every backend, so that
+     * a truncated download is never hidden behind the fallback voice. */
+    if (!p->voices && (p->opts.model_path || verr.code != KOE_ERR_NOT_FOUND)) {
+        koe_error_set(
+            err, verr.code ? verr.code : KOE_ERR_NOT_FOUND, "%s%s",
+            p->opts.model_path ? "the Kokoro engine needs its voices: " : "voices: ", verr.msg);
+        pipeline_unref(p);
+        return NULL;
+    }
     if (p->opts.model_path) {
-        if (!p->voices) {
-            koe_error_set(err, verr.code, "the Kokoro engine needs its voices: %s", verr.msg);
-            koe_pipeline_free(p);
-            return NULL;
-        }
         p->backend = koe_backend_kokoro_new(p->opts.model_path, p->opts.config_path, err);
         snprintf(p->model_path, sizeof p->model_path, "%s", p->opts.model_path);
     } else {
         p->backend = koe_backend_espeak_new(err);
     }
     if (!p->backend) {
-        koe_pipeline_free(p);
+        pipeline_unref(p);
         return NULL;
     }
     p->threads = calloc((size_t)p->opts.workers, sizeof *p->threads);
-    p->current = calloc((size_t)p->opts.workers, sizeof *p->current);
-    for (int i = 0; p->threads && p->current && i < p->opts.workers; i++) {
+    for (int i = 0; p->threads && i < p->opts.workers; i++) {
         worker_arg *wa = malloc(sizeof *wa);
         if (!wa) break;
-        *wa = (worker_arg){p, i};
+        wa->p = p;
         if (pthread_create(&p->threads[i], NULL, worker_main, wa)) {
             free(wa);
             break;
@@ -416,7 +584,8 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
     }
     if (p->nthreads == 0) {
         koe_error_set(err, KOE_ERR_INTERNAL, "cannot start worker threads");
-        koe_pipeline_free(p);
+        free(p->threads);
+        pipeline_unref(p);
         return NULL;
     }
     return p;
@@ -426,20 +595,26 @@ void koe_pipeline_free(koe_pipeline *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
-    for (koe_job *j = p->head; j; j = j->next) job_flag_cancel(j);
-    /* A running job whose holder stopped reading would block its worker forever. */
-    for (int i = 0; p->current && i < p->nthreads; i++)
-        if (p->current[i]) job_flag_cancel(p->current[i]);
+    for (koe_job *j = p->head; j; j = j->next) job_cancel_locked(p, j);
     pthread_cond_broadcast(&p->has_work);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
     free(p->threads);
-    free(p->current);
-    if (p->backend) p->backend->free(p->backend);
-    koe_voices_close(p->voices);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->has_work);
-    free(p);
+    p->threads = NULL;
+    /* No worker runs anything now: every listed job leaves the list. */
+    pthread_mutex_lock(&p->mu);
+    koe_job *dead = NULL;
+    while (p->head) {
+        koe_job *j = p->head;
+        if (job_maybe_unlist(p, j)) j->next = dead, dead = j;
+    }
+    pthread_mutex_unlock(&p->mu);
+    while (dead) {
+        koe_job *n = dead->next;
+        job_destroy(dead);
+        dead = n;
+    }
+    pipeline_unref(p);
 }
 
 koe_backend_kind koe_pipeline_backend(const koe_pipeline *p) {
@@ -480,9 +655,7 @@ koe_job *koe_pipeline_submit(koe_pipeline *p, const koe_speech_request *r, koe_e
     }
     koe_job *j = calloc(1, sizeof *j);
     if (j) j->text = malloc(r->len + 1);
-    if (j) j->ring = malloc(p->opts.job_buffer);
-    if (!j || !j->text || !j->ring) {
-        if (j) free(j->text), free(j->ring);
+    if (!j || !j->text) {
         free(j);
         koe_voice_free(voice);
         koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
@@ -497,30 +670,33 @@ koe_job *koe_pipeline_submit(koe_pipeline *p, const koe_speech_request *r, koe_e
     j->normalize = r->normalize;
     j->seed = r->seed;
     j->voice = voice;
-    j->cap = p->opts.job_buffer;
-    j->refs = 2; /* the caller and the worker */
+    j->p = p;
+    j->refs = 2; /* the caller and the list */
     j->t_submit = now_s();
-    pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->can_read, NULL);
-    pthread_cond_init(&j->can_write, NULL);
     pthread_mutex_lock(&p->mu);
-    if (p->stopping || p->queued >= p->opts.max_queue) {
+    if (p->stopping || p->unfinished >= p->opts.workers + p->opts.max_queue) {
         p->stats.jobs_rejected++;
         int stopping = p->stopping;
         pthread_mutex_unlock(&p->mu);
-        j->refs = 1;
-        job_unref(j);
+        pthread_cond_destroy(&j->can_read);
+        koe_voice_free(voice);
+        free(j->text);
+        free(j);
         koe_error_set(err, KOE_ERR_LIMIT,
                       stopping ? "the server is shutting down" : "the work queue is full");
         return NULL;
     }
+    atomic_fetch_add(&p->refs, 1);
+    j->prev = p->tail;
     if (p->tail)
         p->tail->next = j;
     else
         p->head = j;
     p->tail = j;
-    j->waiting_in = p; /* workers read it under p->mu, held here; the caller has no job yet */
-    p->queued++;
+    j->listed = 1;
+    p->unfinished++;
+    p->stats.queued++;
     pthread_cond_signal(&p->has_work);
     pthread_mutex_unlock(&p->mu);
     return j;
@@ -529,7 +705,5 @@ koe_job *koe_pipeline_submit(koe_pipeline *p, const koe_speech_request *r, koe_e
 void koe_pipeline_get_stats(koe_pipeline *p, koe_pipeline_stats *s) {
     pthread_mutex_lock(&p->mu);
     *s = p->stats;
-    s->queued = p->queued;
-    s->running = p->running;
     pthread_mutex_unlock(&p->mu);
 }

@@ -1,0 +1,33 @@
+/* The pipeline's scheduling policy, kept apart from its threads so that it can be tested as a
+ * pure function: which job's task a free worker takes next. */
+#ifndef KOE_PIPELINE_SCHEDULE_H
+#define KOE_PIPELINE_SCHEDULE_H
+
+#include <stddef.h>
+
+/* What the policy needs to know of one job. */
+typedef struct koe_sched_entry {
+    int started;   /* a worker took its first task */
+    int finished;  /* done, failed or cancelled */
+    int segmented; /* its segments are known */
+    size_t nseg, next_sched, next_emit;
+    double t_submit;      /* seconds, any common clock */
+    double sched_seconds; /* audio of the segments before next_sched (real or estimated) */
+} koe_sched_entry;
+
+typedef enum { KOE_TASK_NONE = 0, KOE_TASK_FIRST = 1, KOE_TASK_LATER = 2 } koe_task_kind;
+
+/* The task this job offers now: its first (front end + first segment) until started; later a
+ * segment, while fewer than `lookahead` are synthesized or running ahead of its reader. */
+koe_task_kind koe_sched_kind(const koe_sched_entry *e, int lookahead);
+
+/* 1 when a's task goes before b's: every first task before any later segment (time to first
+ * audio), first tasks oldest first, later segments earliest deadline first (the moment that
+ * stream's audio runs out: submit time + audio already scheduled), ties to the older job. */
+int koe_sched_before(const koe_sched_entry *a, koe_task_kind ka, const koe_sched_entry *b,
+                     koe_task_kind kb);
+
+/* Over an array: the index of the job whose task goes next, or -1 (kind in *kind). */
+int koe_sched_pick(const koe_sched_entry *const *e, int n, int lookahead, koe_task_kind *kind);
+
+#endif
