@@ -69,7 +69,9 @@ typedef struct koe_model_options {
 } koe_model_options;
 
 /* koe_model_load with options (opts NULL = all defaults: built-in config, AUTO). Plain
- * koe_model_load is koe_model_load_ex with precision FP32, as it always was. */
+ * koe_model_load is koe_model_load_ex with precision FP32, as it always was, unless the
+ * environment variable KOE_PRECISION names one (fp32, bf16, int8, auto; anything else is an
+ * error): the way `koe synth --precision` reaches the model through the pipeline. */
 koe_model *koe_model_load_ex(const char *weights_path, const koe_model_options *opts,
                              koe_error *err);
 /* The precision the model was prepared in (never AUTO). */

@@ -3,6 +3,7 @@
  * extension. The file appears only when complete (written beside it, then renamed). */
 #include "cli/commands.h"
 #include "koe/audio.h"
+#include "koe/model.h"
 #include "koe/pipeline.h"
 
 #include <errno.h>
@@ -17,11 +18,14 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: koe synth [--model FILE] [--config FILE] [--voice NAME] [--speed S]\n"
-               "                 [--lang L] [--seed N] [--data-dir DIR] --out FILE [TEXT | -]\n"
+               "                 [--lang L] [--seed N] [--data-dir DIR]\n"
+               "                 [--precision fp32|bf16|int8|auto] --out FILE [TEXT | -]\n"
                "\n"
                "Speaks TEXT (or standard input) into FILE; the format follows the extension (wav,\n"
                "mp3, opus, flac, aac, pcm). With --model the Kokoro engine speaks, otherwise\n"
-               "espeak-ng. Voices: koe voices; blends like af_bella:0.7+af_sky:0.3.\n");
+               "espeak-ng. Voices: koe voices; blends like af_bella:0.7+af_sky:0.3.\n"
+               "--precision: the engine's decoder and generator arithmetic; auto (the default,\n"
+               "or KOE_PRECISION) is bf16 on CPUs with AVX-512 BF16, else fp32.\n");
 }
 
 typedef struct sink {
@@ -34,17 +38,33 @@ int koe_cmd_synth(int argc, char **argv) {
         getenv("KOE_DATA_DIR") && *getenv("KOE_DATA_DIR") ? getenv("KOE_DATA_DIR") : "data";
     double speed = 1.0;
     unsigned long long seed = 0;
-    static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'},    {"config", required_argument, 0, 'c'},
-        {"voice", required_argument, 0, 'v'},    {"speed", required_argument, 0, 's'},
-        {"lang", required_argument, 0, 'l'},     {"seed", required_argument, 0, 'S'},
-        {"data-dir", required_argument, 0, 'd'}, {"out", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    static const struct option lo[] = {{"model", required_argument, 0, 'm'},
+                                       {"config", required_argument, 0, 'c'},
+                                       {"voice", required_argument, 0, 'v'},
+                                       {"speed", required_argument, 0, 's'},
+                                       {"lang", required_argument, 0, 'l'},
+                                       {"seed", required_argument, 0, 'S'},
+                                       {"data-dir", required_argument, 0, 'd'},
+                                       {"out", required_argument, 0, 'o'},
+                                       {"precision", required_argument, 0, 'p'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "m:c:v:s:l:S:d:o:h", lo, NULL)) != -1) {
+    const char *precision = NULL;
+    while ((ch = getopt_long(argc, argv, "m:c:v:s:l:S:d:o:p:h", lo, NULL)) != -1) {
         char *end = NULL;
         switch (ch) {
+        case 'p': {
+            koe_precision p;
+            koe_error perr = {0};
+            if (koe_precision_parse(optarg, &p, &perr)) {
+                fprintf(stderr, "koe synth: --precision: %s\n", perr.msg);
+                return KOE_EXIT_USAGE;
+            }
+            precision = optarg;
+            break;
+        }
         case 'm':
             model = optarg;
             break;
@@ -108,6 +128,11 @@ int koe_cmd_synth(int argc, char **argv) {
         koe_buf_free(&text);
         return KOE_EXIT_USAGE;
     }
+    /* The pipeline loads the model with koe_model_load, which reads KOE_PRECISION. */
+    if (precision)
+        setenv("KOE_PRECISION", precision, 1);
+    else
+        setenv("KOE_PRECISION", "auto", 0);
     koe_audio_quiet_codec_logs();
     koe_pipeline_opts po = {.workers = 1,
                             .threads = 2,

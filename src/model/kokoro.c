@@ -143,6 +143,11 @@ koe_precision koe_model_precision(const koe_model *m) {
 
 koe_model *koe_model_load(const char *weights_path, const char *config_path, koe_error *err) {
     koe_model_options o = {.config_path = config_path, .precision = KOE_PRECISION_FP32};
+    const char *env = getenv("KOE_PRECISION");
+    if (env && *env && koe_precision_parse(env, &o.precision, err)) {
+        koe_error_prefix(err, "KOE_PRECISION: ");
+        return NULL;
+    }
     return koe_model_load_ex(weights_path, &o, err);
 }
 
