@@ -93,9 +93,14 @@ static void desc_defaults(koe_conv_desc *d) {
 #define FD_NB   64 /* blocks per task */
 #define FD_MAXW (1 << 20)
 
+/* In bf16 the transformed weights take 2 bytes a value, and with the time-domain products twice
+ * as fast the DFTs' overhead matters less: the 256-channel k 7 / k 11 layers go through it too. */
+#define FD_MAXW_BF16 (1 << 22)
+
 static int fd_eligible(const koe_conv_desc *d) {
     return d->stride == 1 && d->groups == 1 && d->k >= 5 && d->k <= FD_N / 2 &&
-           d->pad % d->dil == 0 && (size_t)2 * FD_NF * d->cin * d->cout <= FD_MAXW;
+           d->pad % d->dil == 0 &&
+           (size_t)2 * FD_NF * d->cin * d->cout <= (d->bf16 ? FD_MAXW_BF16 : FD_MAXW);
 }
 
 /* Forward DFT rows (cos, −sin, −cos per bin, so that [Ure; Uim] and [Uim; −Ure] are both
@@ -160,29 +165,31 @@ static int conv_to_bf16(koe_conv *c, const float *weight) {
     koe_bf16_kernel kern = koe_bf16_best_kernel();
     c->bf16 = 1;
     if (c->fd) {
-        c->fd_b = calloc(FD_NF, sizeof *c->fd_b);
+        /* Per bin the complex product (Hr + i·Hi)(Vr + i·Vi) with three real products
+         * (P1 = Hr·Vr, P2 = Hi·Vi, P3 = (Hr + Hi)(Vr + Vi); Re = P1 − P2, Im = P3 − P1 − P2):
+         * 3·cout·cin multiplies per column instead of 4, and 3 instead of 4 stored matrices.
+         * fd_b[3f + 0..2] = Hr, Hi, Hr + Hi, each [cout, cin]. */
+        c->fd_b = calloc(3 * FD_NF, sizeof *c->fd_b);
         if (!c->fd_b) return -1;
-        /* Per bin one [2·cout, 2·cin] matrix [Hr | −Hi; Hi | Hr] against [Re; Im] of the input
-         * gives [Re; Im] of the output in one product (one packing of the input, and no
-         * negated copy of Re in the forward DFT). */
-        size_t row = 2 * (size_t)d->cin;
-        float *a2 = malloc(sizeof(float) * 2 * d->cout * row);
-        if (!a2) return -1;
+        size_t row = 2 * (size_t)d->cin, n = (size_t)d->cout * d->cin;
+        float *h = malloc(sizeof(float) * 3 * n);
+        if (!h) return -1;
         int rc = 0;
         for (int f = 0; f < FD_NF && !rc; f++) {
-            const float *a = c->fd_a + (size_t)f * d->cout * row;
-            for (int o = 0; o < d->cout; o++) {
-                const float *ao = a + (size_t)o * row;
-                float *top = a2 + (size_t)o * row, *bot = a2 + (size_t)(d->cout + o) * row;
-                memcpy(top, ao, row * sizeof(float));
+            const float *a = c->fd_a + (size_t)f * d->cout * row; /* [Hr | −Hi] */
+            for (int o = 0; o < d->cout; o++)
                 for (int i = 0; i < d->cin; i++) {
-                    bot[i] = -ao[d->cin + i];
-                    bot[d->cin + i] = ao[i];
+                    float hr = a[o * row + i], hi = -a[o * row + d->cin + i];
+                    size_t e = (size_t)o * d->cin + i;
+                    h[e] = hr;
+                    h[n + e] = hi;
+                    h[2 * n + e] = hr + hi;
                 }
-            }
-            rc = koe_bmat_pack(&c->fd_b[f], a2, 2 * d->cout, (int)row, row, kern);
+            for (int m = 0; m < 3 && !rc; m++)
+                rc = koe_bmat_pack(&c->fd_b[3 * f + m], h + m * n, d->cout, d->cin, (size_t)d->cin,
+                                   kern);
         }
-        free(a2);
+        free(h);
         if (rc) return -1;
         free(c->fd_a);
         c->fd_a = NULL;
@@ -257,7 +264,7 @@ nomem:
 void koe_conv_free(koe_conv *c) {
     if (!c) return;
     if (c->fd_b)
-        for (int f = 0; f < FD_NF; f++) koe_bmat_release(&c->fd_b[f]);
+        for (int f = 0; f < 3 * FD_NF; f++) koe_bmat_release(&c->fd_b[f]);
     free(c->fd_b);
     koe_bmat_release(&c->wb);
     free(c->fd_a);
@@ -278,7 +285,11 @@ int koe_conv_out_len(const koe_conv *c, int t_in) {
 
 /* Scratch of one worker slot. */
 static size_t conv_slot_floats(const koe_conv *c) {
-    if (c->fd) return fd_slot_floats(c) + (c->bf16 ? koe_gemm_bf16_scratch_floats(FD_NB) : 0);
+    /* bf16: + packing, Vr + Vi [cin][FD_NB] and P3 [cout][FD_NB] */
+    if (c->fd)
+        return fd_slot_floats(c) + (c->bf16 ? koe_gemm_bf16_scratch_floats(FD_NB) +
+                                                  (size_t)(c->d.cin + c->d.cout) * FD_NB
+                                            : 0);
     if (c->bf16) return koe_gemm_bf16_scratch_floats(TILE_MAX);
     if (c->d.stride == 1) return 0;
     return (size_t)c->cig * c->d.k * TILE_MAX;
@@ -498,14 +509,22 @@ static void fd_tile(const conv_job *jb, int g0, int g1, float *scr) {
         const float *Vf = V + (size_t)3 * f * ucols;
         float *Zre = Z + (size_t)2 * f * cout * nb, *Zim = Zre + (size_t)cout * nb;
         if (c->bf16) {
-            koe_bsrc src = {.x = V + (size_t)2 * f * ucols,
-                            .ld = (size_t)nb,
-                            .len = nb,
-                            .cin = 2 * cin,
-                            .taps = 1,
-                            .dil = 1,
-                            .stride = 1};
-            koe_gemm_bf16(&c->fd_b[f], &src, nb, Zre, (size_t)nb, 0, pk);
+            const float *Vr = V + (size_t)2 * f * ucols, *Vi = Vr + ucols;
+            float *S = pk + koe_gemm_bf16_scratch_floats(FD_NB), *P3 = S + ucols;
+            for (size_t e = 0; e < ucols; e++) S[e] = Vr[e] + Vi[e];
+            koe_bsrc src = {
+                .x = Vr, .ld = (size_t)nb, .len = nb, .cin = cin, .taps = 1, .dil = 1, .stride = 1};
+            koe_gemm_bf16(&c->fd_b[3 * f], &src, nb, Zre, (size_t)nb, 0, pk); /* P1 */
+            src.x = Vi;
+            koe_gemm_bf16(&c->fd_b[3 * f + 1], &src, nb, Zim, (size_t)nb, 0, pk); /* P2 */
+            src.x = S;
+            koe_gemm_bf16(&c->fd_b[3 * f + 2], &src, nb, P3, (size_t)nb, 0, pk);
+            size_t zn = (size_t)cout * nb;
+            for (size_t e = 0; e < zn; e++) {
+                float p1 = Zre[e], p2 = Zim[e];
+                Zre[e] = p1 - p2;
+                Zim[e] = P3[e] - p1 - p2;
+            }
             continue;
         }
         const float *A = c->fd_a + (size_t)f * cout * 2 * cin;
