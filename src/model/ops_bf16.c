@@ -99,11 +99,15 @@ static inline __attribute__((always_inline)) uint32_t bits_rne_hi(uint32_t u) {
     return u + 0x7fffu + ((u >> 16) & 1u);
 }
 
-uint16_t koe_f32_to_bf16(float f) {
+static inline uint16_t f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
     return (uint16_t)(bits_rne_hi(u) >> 16);
+}
+
+uint16_t koe_f32_to_bf16(float f) {
+    return f32_to_bf16(f);
 }
 
 float koe_bf16_to_f32(uint16_t h) {
@@ -143,8 +147,8 @@ int koe_bmat_pack(koe_bmat *m, const float *A, int M, int K, size_t lda, koe_bf1
                 int row = mb * MR + r, c0 = 2 * p, c1 = 2 * p + 1;
                 uint32_t lo = 0, hi = 0;
                 if (row < M) {
-                    lo = koe_f32_to_bf16(A[(size_t)row * lda + c0]);
-                    if (c1 < K) hi = koe_f32_to_bf16(A[(size_t)row * lda + c1]);
+                    lo = f32_to_bf16(A[(size_t)row * lda + c0]);
+                    if (c1 < K) hi = f32_to_bf16(A[(size_t)row * lda + c1]);
                 }
                 m->p[((size_t)mb * m->kpairs + p) * MR + r] = lo | hi << 16;
             }
