@@ -123,7 +123,7 @@ start small --audio-cache-mb 1
 S=$PORT_small
 over=0
 for i in $(seq 14); do
-    speak "$S" "{\"input\":\"Request number $i is different from every other one, and it speaks for a few seconds.\",\"response_format\":\"pcm\"}" "$T/b" >/dev/null
+    speak "$S" "{\"input\":\"Request number $i is different from every other one.\",\"response_format\":\"pcm\"}" "$T/b" >/dev/null
     wait_metric_eq "$S" koe_active_streams 0
     b=$(metric "$S" "$AB")
     [ "$b" -le $((1 << 20)) ] || over=$((over + 1))
@@ -131,9 +131,9 @@ done
 check "bytes stayed within 1 MiB after every request (last $(metric "$S" "$AB"))" test "$over" = 0
 check "entries were evicted ($(metric "$S" 'koe_cache_evictions_total{cache="audio"}'))" test "$(metric "$S" 'koe_cache_evictions_total{cache="audio"}')" -gt 0
 check "several entries held ($(metric "$S" "$AE"))" test "$(metric "$S" "$AE")" -ge 2
-code=$(speak "$S" "{\"input\":\"Request number 14 is different from every other one, and it speaks for a few seconds.\",\"response_format\":\"pcm\"}" "$T/b")
+code=$(speak "$S" "{\"input\":\"Request number 14 is different from every other one.\",\"response_format\":\"pcm\"}" "$T/b")
 check "the most recent answer is still there" test "$(cache_hdr "$T/b")" = hit
-code=$(speak "$S" "{\"input\":\"Request number 1 is different from every other one, and it speaks for a few seconds.\",\"response_format\":\"pcm\"}" "$T/b")
+code=$(speak "$S" "{\"input\":\"Request number 1 is different from every other one.\",\"response_format\":\"pcm\"}" "$T/b")
 check "the oldest was evicted" test "$(cache_hdr "$T/b")" = miss
 long=$(for i in $(seq 12); do printf 'This long answer is more than a quarter of the cache. '; done)
 entries=$(metric "$S" "$AE")

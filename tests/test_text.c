@@ -587,6 +587,44 @@ static void test_first_segment(void) {
     koe_segments_free(l);
 }
 
+/* With a ramp, segment k is at most first_max x ramp^k characters (cut at a word), up to
+ * segment_max; sentence ends still end segments; coverage holds. Without, the second segment is
+ * the rest of the sentence. */
+static void test_segment_ramp(void) {
+    koe_buf t = {0};
+    for (int i = 0; i < 60; i++) koe_buf_printf(&t, "word%02d ", i);
+    koe_buf_append_str(&t, "end. Next sentence is short.");
+    koe_text_opts o = koe_text_opts_default();
+    o.first_min = 0;
+    o.first_max = 16;
+    o.segment_max = 200;
+    o.ramp = 2.0;
+    koe_segments *s = NULL;
+    KT_CHECK(koe_text_segment(t.data, t.len, &o, &s, NULL) == 0 && s, "segmented");
+    if (!s) return;
+    size_t lim = 16;
+    for (size_t k = 0; k + 1 < s->count; k++) {
+        size_t n = s->items[k].end - s->items[k].start;
+        KT_CHECK(n <= lim, "segment %zu: %zu chars over its limit %zu", k, n, lim);
+        /* cut at a word, not earlier than needed: the next word would not fit */
+        if (!s->items[k].sentence_end)
+            KT_CHECK(n + 8 > lim, "segment %zu: %zu chars, limit %zu", k, n, lim);
+        lim = lim * 2 < 200 ? lim * 2 : 200;
+    }
+    KT_CHECK(s->count >= 5, "%zu segments", s->count);
+    const koe_segment *last = &s->items[s->count - 1];
+    KT_CHECK(!strncmp(t.data + last->start, "Next sentence is short.", last->end - last->start),
+             "the sentence end still cuts");
+    KT_EXPECT(koe_text_check_coverage(t.data, t.len, s, NULL) == 0);
+    koe_segments_free(s);
+    o.ramp = 0;
+    KT_CHECK(koe_text_segment(t.data, t.len, &o, &s, NULL) == 0 && s && s->count >= 2 &&
+                 s->items[1].end - s->items[1].start > 150,
+             "no ramp: the second segment runs to segment_max");
+    koe_segments_free(s);
+    koe_buf_free(&t);
+}
+
 static void test_process(void) {
     const char *t = "It costs $3.50 today \xf0\x9f\x98\x80. Dr. Smith agreed, at 3:30pm; then "
                     "she left.";
@@ -745,6 +783,7 @@ int main(void) {
     kt_run("coverage_special", test_coverage_special);
     kt_run("coverage_check_rejects", test_coverage_check_rejects);
     kt_run("first_segment", test_first_segment);
+    kt_run("segment_ramp", test_segment_ramp);
     kt_run("process", test_process);
     kt_run("espeak_fuzz", test_espeak_fuzz);
     kt_run("espeak_speak", test_espeak_speak);

@@ -38,7 +38,12 @@ typedef struct koe_pipeline_opts {
     const char *data_dir;   /* voices in <data_dir>/voices; NULL = "data" */
     const char *model_path; /* Kokoro weights; NULL = espeak-ng */
     const char *config_path;
-    int first_segment_max; /* characters; 0 = the front end's default */
+    int first_segment_max; /* characters; 0 = 32 (time to first audio grows with it) */
+    int first_segment_min; /* the first clause end after this many characters ends it; 0 = at
+                              the first clause end; < 0 = the front end's default */
+    double segment_ramp;   /* segment k at most first_segment_max x ramp^k characters, so that
+                              each is ready before the audio before it has played; 0 = 2,
+                              <= 1 = no ramp (whole sentences after the first segment) */
 } koe_pipeline_opts;
 
 koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err);

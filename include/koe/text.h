@@ -29,10 +29,13 @@ typedef struct koe_text_opts {
     size_t first_max;   /* ... or at the last word boundary before this many characters */
     size_t segment_max; /* later segments: sentences longer than this are cut at clause ends,
                            then at word boundaries (characters) */
+    double ramp;        /* > 1: segment k (k >= 1) is also cut like an over-long sentence beyond
+                           first_max x ramp^k characters (until segment_max), so that each segment is
+                           ready before the ones before it have played; <= 1: no ramp */
 } koe_text_opts;
 
-/* Defaults: en-us, first_min 20, first_max 150, segment_max 400. In koe_text_segment a NULL lang
- * or a zero first_max / segment_max means the default. */
+/* Defaults: en-us, first_min 20, first_max 150, segment_max 400, no ramp. In koe_text_segment a
+ * NULL lang or a zero first_max / segment_max means the default. */
 koe_text_opts koe_text_opts_default(void);
 
 typedef struct koe_segment {

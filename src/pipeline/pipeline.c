@@ -427,7 +427,9 @@ static int run_segment(koe_pipeline *p, koe_backend_worker *bw, koe_job *j, size
 static int run_front_end(koe_pipeline *p, koe_job *j, koe_error *err) {
     koe_text_opts to = koe_text_opts_default();
     to.lang = j->lang;
-    if (p->opts.first_segment_max > 0) to.first_max = (size_t)p->opts.first_segment_max;
+    to.first_max = (size_t)p->opts.first_segment_max;
+    if (p->opts.first_segment_min >= 0) to.first_min = (size_t)p->opts.first_segment_min;
+    to.ramp = p->opts.segment_ramp;
     koe_audio_out_opts ao = {0};
     ao.normalize = j->normalize;
     j->out = koe_audio_out_new(j->format, p->backend->sample_rate, KOE_AUDIO_RATE, &ao, bytes_push,
@@ -545,6 +547,8 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
     if (p->opts.max_queue <= 0) p->opts.max_queue = 4 * p->opts.workers;
     if (p->opts.lookahead <= 0) p->opts.lookahead = 3;
     if (!p->opts.job_buffer) p->opts.job_buffer = 64 * 1024;
+    if (p->opts.first_segment_max <= 0) p->opts.first_segment_max = 32;
+    if (p->opts.segment_ramp == 0) p->opts.segment_ramp = 2.0;
     atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->has_work, NULL);

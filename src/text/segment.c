@@ -8,7 +8,7 @@
 #include <string.h>
 
 koe_text_opts koe_text_opts_default(void) {
-    koe_text_opts o = {"en-us", 20, 150, 400};
+    koe_text_opts o = {"en-us", 20, 150, 400, 0};
     return o;
 }
 
@@ -84,9 +84,20 @@ typedef struct cut {
     int sentence_end; /* 1 at a sentence end */
 } cut;
 
-/* Finds where the segment starting at pos (a non-space character) ends. */
-static cut find_cut(const char *in, size_t len, size_t pos, int first, const koe_text_opts *o) {
-    size_t max = first ? o->first_max : o->segment_max;
+/* The longest segment number k may be: the first's bound, then (with a ramp) that bound
+ * times ramp^k until segment_max. */
+static size_t segment_limit(const koe_text_opts *o, size_t k) {
+    if (k == 0) return o->first_max;
+    if (!(o->ramp > 1.0)) return o->segment_max;
+    double lim = (double)o->first_max;
+    for (size_t i = 0; i < k && lim < (double)o->segment_max; i++) lim *= o->ramp;
+    return lim < (double)o->segment_max ? (size_t)lim : o->segment_max;
+}
+
+/* Finds where segment number `index`, starting at pos (a non-space character), ends. */
+static cut find_cut(const char *in, size_t len, size_t pos, size_t index, const koe_text_opts *o) {
+    int first = index == 0;
+    size_t max = segment_limit(o, index);
     size_t min = first ? o->first_min : 0;
     if (max < 1) max = 1;
     size_t chars = 0, word_start = pos, last_word = 0, last_clause = 0, last_nonws = pos;
@@ -175,7 +186,7 @@ int koe_text_segment(const char *in, size_t len, const koe_text_opts *o, koe_seg
         int n;
         while (pos < len && is_ws(cp_at(in, len, pos, &n))) pos += (size_t)n;
         if (pos >= len) break;
-        cut c = find_cut(in, len, pos, s->count == 0, &opts);
+        cut c = find_cut(in, len, pos, s->count, &opts);
         if (c.end <= pos) { /* cannot happen: a segment holds at least one character */
             rc = koe_error_set(err, KOE_ERR_INTERNAL, "segmentation stalled at byte %zu", pos);
             break;
