@@ -155,6 +155,9 @@ check "status reports TTFA percentiles and a category" node -e '
     const s = JSON.parse(process.argv[1]);
     if (!(s.ttfa.samples > 5 && s.ttfa.p50_ms > 0 && s.ttfa.p95_ms >= s.ttfa.p50_ms && s.ttfa.category)) process.exit(1);
     if (s.backend !== "espeak-ng" || s.model_loaded !== false || !s.performance_stats) process.exit(1);' "$s"
+check "status shows the pipeline settings" node -e '
+    const p = JSON.parse(process.argv[1]).pipeline;
+    if (!(p.workers >= 1 && p.lookahead_segments === 3 && p.first_segment_max === 32 && p.segment_ramp === 2)) process.exit(1);' "$s"
 check "every speech request logged with TTFA" test "$(grep -c '"ttfa_ms"' "$T/main.log")" -gt 10
 # a client-chosen string with quotes and a newline cannot forge log fields
 post "$B/v1/audio/speech" '{"input":"hi","voice":"x\",\"status\":200,\n\"y"}' >/dev/null
@@ -210,6 +213,11 @@ check "body over --max-body -> 413" test "$code" = 413
 check "bad --port exits 2" test $? -eq 2
 check "bad --port is explained" grep -q "port" "$T/flag.err"
 check "--help lists the environment variables" grep -q KOE_API_KEY <("$KOE" serve --help)
+for bad in "--precision fp64" "--segment-ramp 0.5" "--segment-ramp x" "--lookahead 0" "--first-segment-max 0"; do
+    # shellcheck disable=SC2086
+    "$KOE" serve $bad 2>"$T/flag.err"
+    check "bad $bad exits 2 with a message" test $? -eq 2 -a -s "$T/flag.err"
+done
 
 [ $fails -eq 0 ] && echo "all server checks passed"
 exit $((fails > 0))

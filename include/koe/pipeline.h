@@ -38,6 +38,7 @@ typedef struct koe_pipeline_opts {
     const char *data_dir;   /* voices in <data_dir>/voices; NULL = "data" */
     const char *model_path; /* Kokoro weights; NULL = espeak-ng */
     const char *config_path;
+    int precision;         /* a koe_precision (koe/model.h) for Kokoro; 0 = auto */
     int first_segment_max; /* characters; 0 = 32 (time to first audio grows with it) */
     int first_segment_min; /* the first clause end after this many characters ends it; 0 = at
                               the first clause end; < 0 = the front end's default */
@@ -56,6 +57,10 @@ koe_backend_kind koe_pipeline_backend(const koe_pipeline *p);
 const char *koe_pipeline_backend_name(const koe_pipeline *p); /* "kokoro" or "espeak-ng" */
 const char *koe_pipeline_model_path(const koe_pipeline *p);   /* NULL with espeak-ng */
 int koe_pipeline_workers(const koe_pipeline *p);
+/* The options in effect (defaults filled in). */
+void koe_pipeline_get_opts(const koe_pipeline *p, koe_pipeline_opts *o);
+/* The engine's numeric precision ("fp32", "bf16"), NULL with espeak-ng. */
+const char *koe_pipeline_precision(const koe_pipeline *p);
 /* The voice list (NULL when the voice packs are missing: espeak-ng then speaks every name). */
 const struct koe_voices *koe_pipeline_voices(const koe_pipeline *p);
 

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "koe/audio.h"
 #include "koe/base.h"
+#include "koe/model.h"
 #include "koe/pipeline.h"
 #include "koe/text.h"
 
@@ -497,11 +498,21 @@ int koe_cmd_say(int argc, char **argv) {
         return KOE_EXIT_USAGE;
     }
 
+    /* the engine's precision: KOE_PRECISION, else auto */
+    koe_precision prec = KOE_PRECISION_AUTO;
+    const char *pe = getenv("KOE_PRECISION");
+    if (pe && *pe && koe_precision_parse(pe, &prec, &err)) {
+        fprintf(stderr, "koe say: KOE_PRECISION: %s\n", err.msg);
+        koe_buf_free(&text);
+        return KOE_EXIT_USAGE;
+    }
+
     struct sigaction old_int, old_term;
     install_signals(&old_int, &old_term);
     koe_audio_quiet_codec_logs();
     koe_pipeline_opts po = {.workers = 1,
                             .threads = 2,
+                            .precision = (int)prec,
                             .data_dir = data_dir,
                             .model_path = model,
                             .config_path = config};

@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "koe/audio.h"
 #include "koe/base.h"
+#include "koe/model.h"
 #include "koe/pipeline.h"
 #include "koe/server.h"
 #include "koe/text.h"
@@ -50,8 +51,8 @@ static const flag flags[] = {
     {"max-per-ip", "KOE_MAX_PER_IP", "64", "connections per client address"},
     {"api-key", "KOE_API_KEY", "", "require Authorization: Bearer KEY on the API"},
     {"ttfa-target", "KOE_TTFA_TARGET_MS", "150", "time-to-first-audio target in ms (/status)"},
-    {"first-segment-max", "KOE_FIRST_SEGMENT_MAX", "0",
-     "longest first segment in characters (0 = front end default)"},
+    {"first-segment-max", "KOE_FIRST_SEGMENT_MAX", "32",
+     "longest first segment in characters (time to first audio grows with it)"},
     {"normalize", "KOE_NORMALIZE", "1", "loudness-normalize output to -16 LUFS (0 = off)"},
     {"drain", "KOE_DRAIN_S", "30", "seconds SIGTERM waits for requests in flight"},
     {"warmup", "KOE_WARMUP", "1",
@@ -60,6 +61,13 @@ static const flag flags[] = {
      "MiB of finished answers replayed for repeated identical requests (0 = off)"},
     {"phoneme-cache-mb", "KOE_PHONEME_CACHE_MB", "4",
      "MiB of phonemes remembered per (text, language) (0 = off)"},
+    {"precision", "KOE_PRECISION", "auto",
+     "Kokoro arithmetic: fp32, bf16, int8 or auto (bf16 with AVX-512 BF16, else fp32)"},
+    {"first-segment-min", "KOE_FIRST_SEGMENT_MIN", "0",
+     "the first clause end after this many characters ends the first segment"},
+    {"segment-ramp", "KOE_SEGMENT_RAMP", "2",
+     "segment k is at most first-segment-max x ramp^k characters (1 = whole sentences)"},
+    {"lookahead", "KOE_LOOKAHEAD", "3", "segments per request synthesized ahead of the client"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 enum { F_RANDOM = 5 }; /* the one flag whose value is optional */
@@ -167,7 +175,7 @@ int koe_cmd_serve(int argc, char **argv) {
         return KOE_EXIT_USAGE;
     }
     long port, workers, threads, max_queue, max_body, max_input, timeout, max_conn, max_ip, target,
-        first_max, normalize, drain, warmup, audio_mb, phoneme_mb;
+        first_max, normalize, drain, warmup, audio_mb, phoneme_mb, first_min, lookahead;
     if (parse_int("port", val[1], 0, 65535, &port) ||
         parse_int("workers", val[6], 0, 64, &workers) ||
         parse_int("threads", val[7], 1, 64, &threads) ||
@@ -178,13 +186,28 @@ int koe_cmd_serve(int argc, char **argv) {
         parse_int("max-connections", val[12], 1, 100000, &max_conn) ||
         parse_int("max-per-ip", val[13], 1, 100000, &max_ip) ||
         parse_int("ttfa-target", val[15], 1, 100000, &target) ||
-        parse_int("first-segment-max", val[16], 0, 100000, &first_max) ||
+        parse_int("first-segment-max", val[16], 1, 100000, &first_max) ||
+        parse_int("first-segment-min", val[23], 0, 100000, &first_min) ||
+        parse_int("lookahead", val[25], 1, 64, &lookahead) ||
         parse_int("normalize", val[17], 0, 1, &normalize) ||
         parse_int("drain", val[18], 0, 3600, &drain) ||
         parse_int("warmup", val[19], 0, 1, &warmup) ||
         parse_int("audio-cache-mb", val[20], 0, 1 << 20, &audio_mb) ||
         parse_int("phoneme-cache-mb", val[21], 0, 1 << 20, &phoneme_mb))
         return KOE_EXIT_USAGE;
+    char *rend = NULL;
+    double ramp = strtod(val[24], &rend);
+    if (!*val[24] || *rend || !(ramp >= 1 && ramp <= 8)) {
+        fprintf(stderr, "koe serve: --segment-ramp wants a number from 1 to 8 (got '%s')\n",
+                val[24]);
+        return KOE_EXIT_USAGE;
+    }
+    koe_precision prec;
+    koe_error perr = {0};
+    if (koe_precision_parse(val[22], &prec, &perr)) {
+        fprintf(stderr, "koe serve: --precision: %s\n", perr.msg);
+        return KOE_EXIT_USAGE;
+    }
     const char *data_dir = val[2], *model = *val[3] ? val[3] : NULL,
                *config = *val[4] ? val[4] : NULL,
                *random = *val[5] && strcmp(val[5], "0") ? val[5] : NULL;
@@ -217,7 +240,11 @@ int koe_cmd_serve(int argc, char **argv) {
                             .data_dir = data_dir,
                             .model_path = model,
                             .config_path = config,
-                            .first_segment_max = (int)first_max};
+                            .precision = (int)prec,
+                            .lookahead = (int)lookahead,
+                            .first_segment_max = (int)first_max,
+                            .first_segment_min = (int)first_min,
+                            .segment_ramp = ramp};
     koe_pipeline *pipe = koe_pipeline_new(&po, &err);
     if (!pipe && model && !requested) {
         fprintf(stderr, "koe serve: found %s but cannot use it (%s); speaking with espeak-ng\n",
@@ -252,9 +279,10 @@ int koe_cmd_serve(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     int kokoro = koe_pipeline_backend(pipe) == KOE_BACKEND_KOKORO;
-    fprintf(stderr, "koe: listening on http://%s:%d/ with %d workers; backend %s%s%s\n", val[0],
+    fprintf(stderr, "koe: listening on http://%s:%d/ with %d workers; backend %s%s%s%s%s\n", val[0],
             koe_server_port(srv), koe_pipeline_workers(pipe), koe_pipeline_backend_name(pipe),
-            kokoro ? " on " : "", kokoro ? model : "");
+            kokoro ? " on " : "", kokoro ? model : "", kokoro ? ", precision " : "",
+            kokoro ? koe_pipeline_precision(pipe) : "");
     if (!kokoro)
         fprintf(stderr,
                 "koe: speaking with the espeak-ng voice. For Kokoro, put kokoro-v1_0.pth in "

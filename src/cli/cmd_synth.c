@@ -128,14 +128,18 @@ int koe_cmd_synth(int argc, char **argv) {
         koe_buf_free(&text);
         return KOE_EXIT_USAGE;
     }
-    /* The pipeline loads the model with koe_model_load, which reads KOE_PRECISION. */
-    if (precision)
-        setenv("KOE_PRECISION", precision, 1);
-    else
-        setenv("KOE_PRECISION", "auto", 0);
+    /* --precision, else KOE_PRECISION, else auto */
+    if (!precision) precision = getenv("KOE_PRECISION");
+    koe_precision prec = KOE_PRECISION_AUTO;
+    if (precision && *precision && koe_precision_parse(precision, &prec, &err)) {
+        fprintf(stderr, "koe synth: KOE_PRECISION: %s\n", err.msg);
+        koe_buf_free(&text);
+        return KOE_EXIT_USAGE;
+    }
     koe_audio_quiet_codec_logs();
     koe_pipeline_opts po = {.workers = 1,
                             .threads = 2,
+                            .precision = (int)prec,
                             .data_dir = data_dir,
                             .model_path = model,
                             .config_path = config};

@@ -34,11 +34,12 @@ struct koe_backend {
                  volatile const int *cancel, koe_error *err);
     void (*free)(koe_backend *b);
     const char *model_path;
+    const char *precision; /* the engine's, NULL for espeak-ng */
 };
 
 koe_backend *koe_backend_espeak_new(koe_error *err);
 /* NULL with an error naming the problem when the weights cannot be loaded. */
-koe_backend *koe_backend_kokoro_new(const char *model_path, const char *config_path,
+koe_backend *koe_backend_kokoro_new(const char *model_path, const char *config_path, int precision,
                                     koe_error *err);
 
 #endif

@@ -77,14 +77,15 @@ static void backend_free(koe_backend *b) {
     free(kb);
 }
 
-koe_backend *koe_backend_kokoro_new(const char *model_path, const char *config_path,
+koe_backend *koe_backend_kokoro_new(const char *model_path, const char *config_path, int precision,
                                     koe_error *err) {
     kokoro_backend *kb = calloc(1, sizeof *kb);
     if (!kb) {
         koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    kb->model = koe_model_load(model_path, config_path, err);
+    koe_model_options mo = {.config_path = config_path, .precision = (koe_precision)precision};
+    kb->model = koe_model_load_ex(model_path, &mo, err);
     if (!kb->model) {
         free(kb);
         return NULL;
@@ -96,5 +97,6 @@ koe_backend *koe_backend_kokoro_new(const char *model_path, const char *config_p
     kb->base.speak = speak;
     kb->base.free = backend_free;
     kb->base.model_path = model_path;
+    kb->base.precision = koe_precision_name(koe_model_precision(kb->model));
     return &kb->base;
 }

@@ -566,7 +566,8 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
         return NULL;
     }
     if (p->opts.model_path) {
-        p->backend = koe_backend_kokoro_new(p->opts.model_path, p->opts.config_path, err);
+        p->backend =
+            koe_backend_kokoro_new(p->opts.model_path, p->opts.config_path, p->opts.precision, err);
         snprintf(p->model_path, sizeof p->model_path, "%s", p->opts.model_path);
     } else {
         p->backend = koe_backend_espeak_new(err);
@@ -632,6 +633,13 @@ const char *koe_pipeline_model_path(const koe_pipeline *p) {
 }
 int koe_pipeline_workers(const koe_pipeline *p) {
     return p->nthreads;
+}
+void koe_pipeline_get_opts(const koe_pipeline *p, koe_pipeline_opts *o) {
+    *o = p->opts;
+    o->workers = p->nthreads;
+}
+const char *koe_pipeline_precision(const koe_pipeline *p) {
+    return p->backend->precision;
 }
 const struct koe_voices *koe_pipeline_voices(const koe_pipeline *p) {
     return p->voices;

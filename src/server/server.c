@@ -356,6 +356,18 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     const koe_voices *v = koe_pipeline_voices(s->pipe);
     cJSON_AddNumberToObject(root, "voices", v ? (double)koe_voices_count(v) : 0);
     cJSON_AddNumberToObject(root, "workers", koe_pipeline_workers(s->pipe));
+    if (kokoro) cJSON_AddStringToObject(root, "precision", koe_pipeline_precision(s->pipe));
+    koe_pipeline_opts po;
+    koe_pipeline_get_opts(s->pipe, &po);
+    cJSON *pl = cJSON_AddObjectToObject(root, "pipeline");
+    cJSON_AddNumberToObject(pl, "workers", po.workers);
+    cJSON_AddNumberToObject(pl, "threads_per_worker", po.threads);
+    cJSON_AddNumberToObject(pl, "lookahead_segments", po.lookahead);
+    cJSON_AddNumberToObject(pl, "first_segment_min", po.first_segment_min);
+    cJSON_AddNumberToObject(pl, "first_segment_max", po.first_segment_max);
+    cJSON_AddNumberToObject(pl, "segment_ramp", po.segment_ramp);
+    cJSON_AddNumberToObject(pl, "segments_running", ps.segments_running);
+    cJSON_AddNumberToObject(pl, "segments_ready", ps.segments_ready);
     cJSON *prov = cJSON_AddArrayToObject(root, "providers");
     cJSON_AddItemToArray(prov, cJSON_CreateString(kokoro ? "CPU (OpenBLAS)" : "espeak-ng"));
     cJSON *hw = cJSON_AddObjectToObject(root, "hardware_acceleration");
