@@ -50,7 +50,9 @@ static ssize_t read_all(koe_job *j, size_t piece, koe_buf *out, koe_error *err) 
 }
 
 static koe_pipeline *tiny_pipeline(int workers, size_t job_buffer) {
+    /* one thread per segment: the engine's sums are exact per thread count, not across */
     koe_pipeline_opts o = {.workers = workers,
+                           .threads = 1,
                            .job_buffer = job_buffer,
                            .data_dir = kt_env("KOE_DATA_DIR", "data"),
                            .model_path = tiny_pth,
@@ -369,6 +371,7 @@ static const char *const many_segments =
 
 static koe_pipeline *tiny_pipeline_la(int workers, int lookahead) {
     koe_pipeline_opts o = {.workers = workers,
+                           .threads = 1,
                            .lookahead = lookahead,
                            .job_buffer = 1000,
                            .data_dir = kt_env("KOE_DATA_DIR", "data"),

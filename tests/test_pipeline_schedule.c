@@ -113,9 +113,23 @@ static void test_simulated_worker(void) {
                  done_at[0][0] + 2.0 * (double)s);
 }
 
+static void test_threads(void) {
+    /* alone: everything free goes to it, first task or not */
+    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 2, 1, 2) == 2);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 2, 1, 2) == 2);
+    /* a first task takes what is free even when others run; later segments then take one */
+    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 3, 4, 8) == 3);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 3, 4, 8) == 1);
+    /* never more than the most a task may use, never less than one */
+    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 8, 1, 4) == 4);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 8, 1, 1) == 1);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 0, 3, 4) == 1);
+}
+
 int main(void) {
     kt_run("kinds", test_kinds);
     kt_run("order", test_order);
     kt_run("simulated worker", test_simulated_worker);
+    kt_run("threads", test_threads);
     return kt_finish();
 }

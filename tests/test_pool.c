@@ -1,7 +1,9 @@
 #include "harness.h"
 #include "model/pool.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 typedef struct {
     atomic_int hits[1000];
@@ -28,11 +30,59 @@ static void test_every_task_once(void) {
             koe_pool_run(p, n, count, &j);
             int bad = 0;
             for (int i = 0; i < n; i++) bad += atomic_load(&j.hits[i]) != 1;
-            KT_CHECK(bad == 0 && atomic_load(&j.total) == n, "threads %d round %d: %d tasks, %d wrong",
-                     threads, round, n, bad);
+            KT_CHECK(bad == 0 && atomic_load(&j.total) == n,
+                     "threads %d round %d: %d tasks, %d wrong", threads, round, n, bad);
         }
         koe_pool_free(p);
     }
+}
+
+/* Which threads ran tasks: each task sleeps a little so that every participant takes some. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_t seen[8];
+    int nseen;
+    atomic_int total;
+} who;
+
+static void note(void *arg, int task) {
+    (void)task;
+    who *w = arg;
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&w->mu);
+    int known = 0;
+    for (int i = 0; i < w->nseen; i++) known |= pthread_equal(w->seen[i], pthread_self());
+    if (!known && w->nseen < 8) w->seen[w->nseen++] = pthread_self();
+    pthread_mutex_unlock(&w->mu);
+    atomic_fetch_add(&w->total, 1);
+}
+
+/* A pool of 4 set to use 1, 2, 3, 4, then 2 threads: every task runs once, on at most that many
+ * threads, and (with tasks that take a while) on more than one when allowed. */
+static void test_active_threads(void) {
+    koe_pool *p = koe_pool_new(4, NULL);
+    KT_CHECK(p != NULL, "pool of 4");
+    if (!p) return;
+    KT_EXPECT(koe_pool_size(p) == 4);
+    KT_EXPECT(koe_pool_set_active(p, 0) == 1 && koe_pool_set_active(p, 9) == 4);
+    const int plan[] = {1, 2, 3, 4, 2, 1, 4};
+    for (size_t k = 0; k < sizeof plan / sizeof plan[0]; k++) {
+        KT_EXPECT(koe_pool_set_active(p, plan[k]) == plan[k] && koe_pool_threads(p) == plan[k]);
+        int most = 0;
+        for (int round = 0; round < 20; round++) {
+            who w = {.nseen = 0};
+            pthread_mutex_init(&w.mu, NULL);
+            atomic_store(&w.total, 0);
+            koe_pool_run(p, 64, note, &w);
+            KT_CHECK(atomic_load(&w.total) == 64 && w.nseen <= plan[k],
+                     "active %d: %d tasks on %d threads", plan[k], atomic_load(&w.total), w.nseen);
+            if (w.nseen > most) most = w.nseen;
+            pthread_mutex_destroy(&w.mu);
+        }
+        KT_CHECK(plan[k] == 1 || most > 1, "active %d: never more than one thread", plan[k]);
+    }
+    koe_pool_free(p);
 }
 
 static void test_bad_count(void) {
@@ -42,6 +92,7 @@ static void test_bad_count(void) {
 
 int main(void) {
     kt_run("every_task_once", test_every_task_once);
+    kt_run("active_threads", test_active_threads);
     kt_run("bad_count", test_bad_count);
     return kt_finish();
 }

@@ -81,6 +81,9 @@ koe_precision koe_model_precision(const koe_model *m);
  * for longer inputs and reused. Any number of contexts may share one model. */
 koe_ctx *koe_ctx_new(const koe_model *m, int n_threads, koe_error *err);
 void koe_ctx_free(koe_ctx *c);
+/* The threads the context's next calls use: 1 .. the n_threads it was created with (clamped);
+ * returns the count set. Lets a scheduler give a call all the cores when nothing else runs. */
+int koe_ctx_set_threads(koe_ctx *c, int n_threads);
 
 typedef struct koe_synth_out {
     const float *audio; /* n_samples at 24 kHz; owned by the context until its next call */

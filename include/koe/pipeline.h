@@ -30,7 +30,11 @@ typedef enum { KOE_BACKEND_ESPEAK, KOE_BACKEND_KOKORO } koe_backend_kind;
 
 typedef struct koe_pipeline_opts {
     int workers;            /* inference workers; 0 = the number of cores */
-    int threads;            /* threads per Kokoro context; 0 = 1 */
+    int threads;            /* most threads one segment may use; 0 = the number of cores. The
+                               cores are a budget: a task starts only on a free core and takes
+                               every free one (up to this) when it is a first segment or its job
+                               is the only one, else one; so one listener's first segment gets
+                               the whole machine and many listeners share it */
     int max_queue;          /* jobs beyond `workers` unfinished ones before submit refuses with
                                KOE_ERR_LIMIT; 0 = 4 x workers */
     int lookahead;          /* segments per job synthesized ahead of its reader; 0 = 3 */

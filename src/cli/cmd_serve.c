@@ -41,7 +41,9 @@ static const flag flags[] = {
      "[=FILE] run Kokoro on full-size random weights (benchmarks); FILE is written if missing "
      "(alone or =1: data-dir/" RANDOM_WEIGHTS_FILE ")"},
     {"workers", "KOE_WORKERS", "0", "inference workers (0 = number of cores)"},
-    {"threads", "KOE_THREADS", "1", "threads per Kokoro worker"},
+    {"threads", "KOE_THREADS", "0",
+     "most threads one segment uses (0 = cores): a first segment, or a lone request's, takes "
+     "every free core; others one each"},
     {"max-queue", "KOE_MAX_QUEUE", "0",
      "requests waiting for a worker before 503 (0 = 4 x workers)"},
     {"max-body", "KOE_MAX_BODY", "2097152", "largest request body in bytes (413 above)"},
@@ -178,7 +180,7 @@ int koe_cmd_serve(int argc, char **argv) {
         first_max, normalize, drain, warmup, audio_mb, phoneme_mb, first_min, lookahead;
     if (parse_int("port", val[1], 0, 65535, &port) ||
         parse_int("workers", val[6], 0, 64, &workers) ||
-        parse_int("threads", val[7], 1, 64, &threads) ||
+        parse_int("threads", val[7], 0, 64, &threads) ||
         parse_int("max-queue", val[8], 0, 100000, &max_queue) ||
         parse_int("max-body", val[9], 1024, 1L << 30, &max_body) ||
         parse_int("max-input", val[10], 1, 10000000, &max_input) ||

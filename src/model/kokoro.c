@@ -240,6 +240,10 @@ koe_ctx *koe_ctx_new(const koe_model *m, int n_threads, koe_error *err) {
     return c;
 }
 
+int koe_ctx_set_threads(koe_ctx *c, int n_threads) {
+    return koe_pool_set_active(c->pool, n_threads);
+}
+
 void koe_ctx_free(koe_ctx *c) {
     if (!c) return;
     koe_pool_free(c->pool);

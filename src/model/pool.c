@@ -5,13 +5,16 @@
 #include <stdlib.h>
 
 struct koe_pool {
-    int n_threads;
+    int n_threads; /* the pool's size */
+    int active;    /* threads the runs use now (1..n_threads) */
+    int helpers;   /* workers that join the current run (active - 1) */
+    int joined;    /* workers that took a place in the current run */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     unsigned generation; /* bumped for each koe_pool_run */
     int stopping;
-    int busy;            /* workers still inside the current job */
+    int busy; /* workers still inside the current job */
     koe_pool_fn fn;
     void *arg;
     int n_tasks;
@@ -34,6 +37,8 @@ static void *worker(void *vp) {
         while (!p->stopping && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
         if (p->stopping) break;
         seen = p->generation;
+        if (p->joined >= p->helpers) continue; /* this run uses fewer threads */
+        p->joined++;
         pthread_mutex_unlock(&p->mu);
         drain(p);
         pthread_mutex_lock(&p->mu);
@@ -50,7 +55,7 @@ koe_pool *koe_pool_new(int n_threads, koe_error *err) {
     }
     koe_pool *p = calloc(1, sizeof *p);
     if (!p) goto nomem;
-    p->n_threads = n_threads;
+    p->n_threads = p->active = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -89,12 +94,22 @@ void koe_pool_free(koe_pool *p) {
 }
 
 int koe_pool_threads(const koe_pool *p) {
+    return p ? p->active : 1;
+}
+
+int koe_pool_size(const koe_pool *p) {
     return p ? p->n_threads : 1;
+}
+
+int koe_pool_set_active(koe_pool *p, int n) {
+    if (!p) return 1;
+    p->active = n < 1 ? 1 : n > p->n_threads ? p->n_threads : n;
+    return p->active;
 }
 
 void koe_pool_run(koe_pool *p, int n_tasks, koe_pool_fn fn, void *arg) {
     if (n_tasks <= 0) return;
-    if (!p || p->n_threads == 1 || n_tasks == 1) {
+    if (!p || p->active == 1 || n_tasks == 1) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t);
         return;
     }
@@ -103,7 +118,8 @@ void koe_pool_run(koe_pool *p, int n_tasks, koe_pool_fn fn, void *arg) {
     p->arg = arg;
     p->n_tasks = n_tasks;
     atomic_store(&p->next, 0);
-    p->busy = p->n_threads - 1;
+    p->busy = p->helpers = p->active - 1;
+    p->joined = 0;
     p->generation++;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);

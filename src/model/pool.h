@@ -10,7 +10,14 @@ typedef struct koe_pool koe_pool;
 /* n_threads counts the calling thread: 1 means no extra threads (everything runs inline). */
 koe_pool *koe_pool_new(int n_threads, koe_error *err);
 void koe_pool_free(koe_pool *pool);
+/* The threads the runs use now (what the kernels split their work for). */
 int koe_pool_threads(const koe_pool *pool);
+/* The pool's size (the most it can use). */
+int koe_pool_size(const koe_pool *pool);
+/* Uses n threads (clamped to 1..size) from the next run on; returns the count set. Only between
+ * runs, by the thread that runs them: work is split for koe_pool_threads(), so scratch sized
+ * before the change must be sized again. */
+int koe_pool_set_active(koe_pool *pool, int n);
 
 /* Runs fn(arg, task) for task = 0 .. n_tasks-1 spread over the pool's threads (the caller takes
  * part) and returns when all are done. Not re-entrant: fn must not call koe_pool_run. */

@@ -30,6 +30,8 @@ struct koe_backend {
     int sample_rate;
     koe_backend_worker *(*worker_new)(koe_backend *b, int threads, koe_error *err);
     void (*worker_free)(koe_backend_worker *w);
+    /* threads the worker's next segments use (1 .. its threads); NULL when it has no threads */
+    void (*set_threads)(koe_backend_worker *w, int threads);
     int (*speak)(koe_backend_worker *w, const koe_segment_job *s, koe_pcm_sink sink, void *user,
                  volatile const int *cancel, koe_error *err);
     void (*free)(koe_backend *b);

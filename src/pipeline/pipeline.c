@@ -83,6 +83,7 @@ struct koe_pipeline {
     pthread_cond_t has_work;
     koe_job *head, *tail; /* unfinished jobs (and finished ones a worker still works on) */
     int unfinished, stopping;
+    int budget, in_use; /* cores, and those the running tasks use */
     pthread_t *threads;
     int nthreads;
     koe_pipeline_stats stats;
@@ -344,6 +345,7 @@ ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_erro
 typedef struct task {
     koe_job *job;
     long seg;
+    int threads;
 } task;
 
 static koe_sched_entry entry_of(const koe_job *j) {
@@ -359,6 +361,8 @@ static koe_sched_entry entry_of(const koe_job *j) {
 
 /* Under p->mu: the next task by the policy of schedule.h, marked as taken; or 0. */
 static int pick_task(koe_pipeline *p, task *t) {
+    int free_cores = p->budget - p->in_use;
+    if (free_cores < 1) return 0;
     koe_job *best = NULL;
     koe_sched_entry be = {0};
     koe_task_kind bk = KOE_TASK_NONE;
@@ -371,18 +375,20 @@ static int pick_task(koe_pipeline *p, task *t) {
     if (!best) return 0;
     best->in_flight++;
     p->stats.segments_running++;
+    int threads = koe_sched_threads(bk, free_cores, p->unfinished, p->opts.threads);
+    p->in_use += threads;
     if (bk == KOE_TASK_FIRST) {
         best->started = 1;
         p->stats.queued--;
         p->stats.running++;
         best->times.queue_wait = now_s() - best->t_submit;
-        *t = (task){best, -1};
+        *t = (task){best, -1, threads};
         return 1;
     }
     size_t i = best->next_sched++;
     best->slots[i].state = SEG_RUNNING;
     best->sched_seconds += best->slots[i].seconds;
-    *t = (task){best, (long)i};
+    *t = (task){best, (long)i, threads};
     return 1;
 }
 
@@ -456,6 +462,7 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
     double t0 = now_s();
     size_t i = 0;
     int rc = 0;
+    if (bw && p->backend->set_threads) p->backend->set_threads(bw, t->threads);
     if (!bw) {
         err = *werr;
         rc = err.code ? err.code : KOE_ERR_INTERNAL;
@@ -486,6 +493,8 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
     pthread_mutex_lock(&p->mu);
     j->in_flight--;
     p->stats.segments_running--;
+    p->in_use -= t->threads;
+    pthread_cond_broadcast(&p->has_work); /* cores are free again */
     p->stats.synth_seconds += now_s() - t0;
     if (job_finished(j)) {
         /* cancelled or failed meanwhile: counted then; the samples are dropped */
@@ -543,7 +552,12 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
         p->opts.workers = n > 0 ? (int)n : 1;
     }
     if (p->opts.workers > 64) p->opts.workers = 64;
-    if (p->opts.threads <= 0) p->opts.threads = 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    if (p->opts.threads <= 0) p->opts.threads = (int)cores;
+    if (p->opts.threads > 64) p->opts.threads = 64;
+    /* every worker can always run something, and a task never waits for more than it needs */
+    p->budget = (int)cores > p->opts.workers ? (int)cores : p->opts.workers;
     if (p->opts.max_queue <= 0) p->opts.max_queue = 4 * p->opts.workers;
     if (p->opts.lookahead <= 0) p->opts.lookahead = 3;
     if (!p->opts.job_buffer) p->opts.job_buffer = 64 * 1024;

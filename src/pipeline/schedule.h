@@ -27,6 +27,11 @@ koe_task_kind koe_sched_kind(const koe_sched_entry *e, int lookahead);
 int koe_sched_before(const koe_sched_entry *a, koe_task_kind ka, const koe_sched_entry *b,
                      koe_task_kind kb);
 
+/* Threads for a task about to start with free_cores (>= 1) of the budget free: all of them (up
+ * to max_threads) for a first task, or when its job is the only one unfinished, so that one
+ * listener gets the whole machine; else one, so that many listeners share it. */
+int koe_sched_threads(koe_task_kind kind, int free_cores, int jobs_unfinished, int max_threads);
+
 /* Over an array: the index of the job whose task goes next, or -1 (kind in *kind). */
 int koe_sched_pick(const koe_sched_entry *const *e, int n, int lookahead, koe_task_kind *kind);
 
