@@ -332,7 +332,9 @@ double koe_conv_macs(const koe_conv *c, int t_in) {
         int len = (t_out - r + d->dil - 1) / d->dil;
         if (len > 0) blocks += (len + B - 1) / B;
     }
-    return blocks * ((double)3 * FD_NF * FD_N * d->cin + 4.0 * FD_NF * d->cin * d->cout +
+    /* bf16: two forward-DFT rows per bin and three real products for the mixing */
+    double rows = c->bf16 ? 2 : 3, mix = c->bf16 ? 3 : 4;
+    return blocks * (rows * FD_NF * FD_N * d->cin + mix * FD_NF * d->cin * d->cout +
                      2.0 * FD_NF * B * d->cout);
 }
 
