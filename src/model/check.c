@@ -123,13 +123,15 @@ typedef struct tap_state {
 /* Tolerances of the stages a bf16 model computes in bf16 (the decoder's outputs and the
  * generator's from the reference STFT), as the max error relative to the reference's max |value|.
  * One bf16 rounding is ≤ 2^-8 = 3.9e-3 relative; a convolution's output over hundreds of
- * products has an RMS error of ~2e-3 of its RMS (tests/test_precision_conv.c), and the max over
- * a tensor a few times that. Measured on the five reference cases of ../shared/vectors (tiny
- * model): decoder stages ≤ 5.8e-3, generator conv_post ≤ 6.2e-3, audio ≤ 9.1e-3 (see
- * docs/PERFORMANCE.md, "Reduced precision"); the tolerances leave ~3× room, while a wrong tap,
- * lost column or mis-packed weight gives errors of order 1. */
+ * products has an RMS error of ~2-3e-3 of its RMS (tests/test_precision_conv.c), and the max over
+ * a tensor a few times that; the audio adds exp() of the log-magnitudes. Measured on the five
+ * reference cases of ../shared/vectors (tiny model) with all three bf16 kernels: decoder stages
+ * ≤ 5.8e-3, generator conv_post ≤ 7.7e-3, audio ≤ 1.7e-2 (see docs/PERFORMANCE.md, "Reduced
+ * precision"); the tolerances leave ~3× room, while a wrong tap, lost column or mis-packed
+ * weight gives errors of order 1. */
 #define BF16_TOL_DECODER   2e-2
 #define BF16_TOL_GENERATOR 3e-2
+#define BF16_TOL_AUDIO     5e-2
 
 static int bf16_stage(const char *stage) {
     return !strncmp(stage, "dec_", 4) || !strcmp(stage, "gen_input") ||
@@ -176,6 +178,7 @@ static void on_stage(void *user, const char *stage, const float *data, int ndim,
                                                                         : 1e-4;
     if (ts->bf16 && bf16_stage(stage))
         s->tol = !strncmp(stage, "dec_", 4) || !strcmp(stage, "gen_input") ? BF16_TOL_DECODER
+                 : !strcmp(stage, "audio")                                 ? BF16_TOL_AUDIO
                                                                            : BF16_TOL_GENERATOR;
     size_t count = 1;
     for (int d = 0; d < ndim; d++) count *= (size_t)shape[d];
