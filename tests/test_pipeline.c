@@ -458,6 +458,47 @@ static void test_lookahead_bound(void) {
     koe_pipeline_free(p);
 }
 
+/* The optimizer, on the fast espeak-ng backend, raises the first-segment length toward its
+ * target, records the decision with a reason and applies it; switched off, it decides nothing. */
+static void test_optimizer(void) {
+    for (int on = 1; on >= 0; on--) {
+        koe_pipeline_opts o = {.workers = 1,
+                               .data_dir = kt_env("KOE_DATA_DIR", "data"),
+                               .optimize = on,
+                               .optimize_period_ms = 20,
+                               .ttfa_target = 0.5};
+        koe_error err = {0};
+        koe_pipeline *p = koe_pipeline_new(&o, &err);
+        KT_CHECK(p, "pipeline: %s", err.msg);
+        if (!p) return;
+        koe_pipeline_decision d[16];
+        int nd = 0;
+        for (int i = 0; i < 40 && nd == 0; i++) {
+            koe_speech_request r = req("A short request, then a longer clause follows it.",
+                                       "af_heart", KOE_FORMAT_PCM, 0);
+            koe_job *j = koe_pipeline_submit(p, &r, &err);
+            koe_buf out = {0};
+            KT_CHECK(j && read_all(j, 4096, &out, &err) == 0, "request %d: %s", i, err.msg);
+            koe_buf_free(&out);
+            koe_job_release(j);
+            if (i >= 9) usleep(50000); /* a few periods of the optimizer */
+            nd = koe_pipeline_get_decisions(p, d, 16);
+        }
+        koe_pipeline_opts now;
+        koe_pipeline_get_opts(p, &now);
+        if (on)
+            KT_CHECK(nd >= 1 && d[0].first_segment_max_from == 32 &&
+                         d[0].first_segment_max_to > 32 && d[0].reason[0] &&
+                         now.first_segment_max == d[nd - 1].first_segment_max_to,
+                     "%d decisions, 32 -> %d (%s), now %d", nd, nd ? d[0].first_segment_max_to : 0,
+                     nd ? d[0].reason : "", now.first_segment_max);
+        else
+            KT_CHECK(nd == 0 && now.first_segment_max == 32, "off: %d decisions, now %d", nd,
+                     now.first_segment_max);
+        koe_pipeline_free(p);
+    }
+}
+
 int main(void) {
     const char *data = kt_env("KOE_DATA_DIR", "data");
     const char *td = kt_env("KOE_TEST_DATA", "tests/data");
@@ -474,6 +515,7 @@ int main(void) {
     kt_run("concurrent jobs isolated", test_concurrent_jobs_isolated);
     kt_run("order across workers", test_order_across_workers);
     kt_run("lookahead bound", test_lookahead_bound);
+    kt_run("optimizer", test_optimizer);
     kt_run("cancel reaches the reader", test_cancel_reaches_reader);
     kt_run("queue full", test_queue_full);
     kt_run("cancel while queued", test_cancel_while_queued);

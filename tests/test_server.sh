@@ -157,7 +157,9 @@ check "status reports TTFA percentiles and a category" node -e '
     if (s.backend !== "espeak-ng" || s.model_loaded !== false || !s.performance_stats) process.exit(1);' "$s"
 check "status shows the pipeline settings" node -e '
     const p = JSON.parse(process.argv[1]).pipeline;
-    if (!(p.workers >= 1 && p.lookahead_segments === 3 && p.first_segment_max === 32 && p.segment_ramp === 2)) process.exit(1);' "$s"
+    if (!(p.workers >= 1 && p.lookahead_segments === 3 && p.first_segment_max >= 12 && p.first_segment_max <= 150 && p.segment_ramp === 2)) process.exit(1);
+    const o = JSON.parse(process.argv[1]).optimizer;
+    if (!(o.enabled === true && o.target_ms === 150 && Array.isArray(o.decisions))) process.exit(1);' "$s"
 check "every speech request logged with TTFA" test "$(grep -c '"ttfa_ms"' "$T/main.log")" -gt 10
 # a client-chosen string with quotes and a newline cannot forge log fields
 post "$B/v1/audio/speech" '{"input":"hi","voice":"x\",\"status\":200,\n\"y"}' >/dev/null
@@ -167,7 +169,9 @@ kill -TERM "$PID_main"
 wait "$PID_main"
 check "SIGTERM exits 0" test $? -eq 0
 check "every log line of a request is one JSON object with an id, status and outcome" node -e '
-    const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((l) => l.startsWith("{"));
+    const all = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((l) => l.startsWith("{"));
+    for (const l of all) JSON.parse(l); /* the optimizer lines too */
+    const lines = all.filter((l) => !JSON.parse(l).optimizer);
     let errors = 0;
     for (const l of lines) {
         const o = JSON.parse(l);

@@ -49,6 +49,15 @@ typedef struct koe_pipeline_opts {
     double segment_ramp;   /* segment k at most first_segment_max x ramp^k characters, so that
                               each is ready before the audio before it has played; 0 = 2,
                               <= 1 = no ramp (whole sentences after the first segment) */
+    /* The real-time optimizer: a background thread that retunes first_segment_max (between 12
+     * and 150 characters) from recent requests' first-segment figures so that TTFA meets
+     * ttfa_target; it never blocks a request. Every decision is kept (koe_pipeline_get_decisions)
+     * and passed to log. */
+    int optimize;           /* non-zero: on */
+    double ttfa_target;     /* seconds; 0 = 0.15 */
+    int optimize_period_ms; /* how often it looks; 0 = 2000 */
+    void (*log)(void *user, const char *json_line);
+    void *log_user;
 } koe_pipeline_opts;
 
 koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err);
@@ -61,8 +70,16 @@ koe_backend_kind koe_pipeline_backend(const koe_pipeline *p);
 const char *koe_pipeline_backend_name(const koe_pipeline *p); /* "kokoro" or "espeak-ng" */
 const char *koe_pipeline_model_path(const koe_pipeline *p);   /* NULL with espeak-ng */
 int koe_pipeline_workers(const koe_pipeline *p);
-/* The options in effect (defaults filled in). */
-void koe_pipeline_get_opts(const koe_pipeline *p, koe_pipeline_opts *o);
+/* The options in effect (defaults filled in; first_segment_max as the optimizer set it). */
+void koe_pipeline_get_opts(koe_pipeline *p, koe_pipeline_opts *o);
+
+typedef struct koe_pipeline_decision {
+    double at; /* seconds since the pipeline started */
+    int first_segment_max_from, first_segment_max_to;
+    char reason[240];
+} koe_pipeline_decision;
+/* The optimizer's latest decisions (at most 16 kept), oldest first; returns how many. */
+int koe_pipeline_get_decisions(koe_pipeline *p, koe_pipeline_decision *out, int max);
 /* The engine's numeric precision ("fp32", "bf16"), NULL with espeak-ng. */
 const char *koe_pipeline_precision(const koe_pipeline *p);
 /* The voice list (NULL when the voice packs are missing: espeak-ng then speaks every name). */

@@ -70,6 +70,8 @@ static const flag flags[] = {
     {"segment-ramp", "KOE_SEGMENT_RAMP", "2",
      "segment k is at most first-segment-max x ramp^k characters (1 = whole sentences)"},
     {"lookahead", "KOE_LOOKAHEAD", "3", "segments per request synthesized ahead of the client"},
+    {"optimize", "KOE_OPTIMIZE", "1",
+     "retune the first-segment length from measured TTFA toward --ttfa-target (0 = off)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 enum { F_RANDOM = 5 }; /* the one flag whose value is optional */
@@ -131,6 +133,12 @@ static void warm_up(koe_pipeline *pipe) {
                 (koe_now_s() - t0) * 1e3);
 }
 
+/* The pipeline's log lines (the optimizer's decisions): one JSON object a line, like requests'. */
+static void log_line(void *user, const char *json_line) {
+    (void)user;
+    fprintf(stderr, "%s\n", json_line);
+}
+
 static int parse_int(const char *name, const char *v, long lo, long hi, long *out) {
     char *end;
     long x = strtol(v, &end, 10);
@@ -177,7 +185,7 @@ int koe_cmd_serve(int argc, char **argv) {
         return KOE_EXIT_USAGE;
     }
     long port, workers, threads, max_queue, max_body, max_input, timeout, max_conn, max_ip, target,
-        first_max, normalize, drain, warmup, audio_mb, phoneme_mb, first_min, lookahead;
+        first_max, normalize, drain, warmup, audio_mb, phoneme_mb, first_min, lookahead, optimize;
     if (parse_int("port", val[1], 0, 65535, &port) ||
         parse_int("workers", val[6], 0, 64, &workers) ||
         parse_int("threads", val[7], 0, 64, &threads) ||
@@ -191,6 +199,7 @@ int koe_cmd_serve(int argc, char **argv) {
         parse_int("first-segment-max", val[16], 1, 100000, &first_max) ||
         parse_int("first-segment-min", val[23], 0, 100000, &first_min) ||
         parse_int("lookahead", val[25], 1, 64, &lookahead) ||
+        parse_int("optimize", val[26], 0, 1, &optimize) ||
         parse_int("normalize", val[17], 0, 1, &normalize) ||
         parse_int("drain", val[18], 0, 3600, &drain) ||
         parse_int("warmup", val[19], 0, 1, &warmup) ||
@@ -246,7 +255,10 @@ int koe_cmd_serve(int argc, char **argv) {
                             .lookahead = (int)lookahead,
                             .first_segment_max = (int)first_max,
                             .first_segment_min = (int)first_min,
-                            .segment_ramp = ramp};
+                            .segment_ramp = ramp,
+                            .optimize = (int)optimize,
+                            .ttfa_target = (double)target / 1000.0,
+                            .log = log_line};
     koe_pipeline *pipe = koe_pipeline_new(&po, &err);
     if (!pipe && model && !requested) {
         fprintf(stderr, "koe serve: found %s but cannot use it (%s); speaking with espeak-ng\n",

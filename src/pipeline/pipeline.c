@@ -24,6 +24,7 @@
 #include "koe/text.h"
 #include "koe/voice.h"
 #include "pipeline/backend.h"
+#include "pipeline/optimizer.h"
 #include "pipeline/schedule.h"
 
 /* Speaking rate used to estimate a segment's length before it is synthesized (characters of
@@ -61,6 +62,7 @@ struct koe_job {
     seg_slot *slots;
     size_t nseg, next_sched, next_emit;
     int segmented, in_flight;
+    int first_max;        /* the first-segment length it was given */
     double sched_seconds; /* audio of the segments before next_sched (estimated or real) */
     /* the reader's side (its thread only) */
     koe_audio_out *out;
@@ -84,6 +86,16 @@ struct koe_pipeline {
     koe_job *head, *tail; /* unfinished jobs (and finished ones a worker still works on) */
     int unfinished, stopping;
     int budget, in_use; /* cores, and those the running tasks use */
+    /* the optimizer (under mu) */
+    int first_max; /* the first-segment length new jobs get */
+    koe_opt_sample samples[64];
+    size_t nsamples, new_samples;
+    koe_pipeline_decision decisions[16];
+    int ndecisions;
+    double t_start;
+    pthread_t opt_thread;
+    int opt_running;
+    pthread_cond_t opt_wake;
     pthread_t *threads;
     int nthreads;
     koe_pipeline_stats stats;
@@ -101,6 +113,7 @@ static void pipeline_destroy(koe_pipeline *p) {
     koe_voices_close(p->voices);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->has_work);
+    pthread_cond_destroy(&p->opt_wake);
     free(p);
 }
 
@@ -213,6 +226,21 @@ void koe_job_get_times(koe_job *j, koe_job_times *t) {
 
 /* ------------------------------------------------------------------ the reader's side */
 
+/* Under p->mu: a request's first-segment figures for the optimizer. */
+static void record_sample(koe_pipeline *p, const koe_job *j) {
+    if (!j->nseg || !j->segs->items[0].normalized_len) return;
+    koe_opt_sample s = {.ttfa = j->times.first_bytes,
+                        .first_synth = j->times.first_synth - j->times.front_end,
+                        .first_chars = j->segs->items[0].normalized_len};
+    size_t cap = sizeof p->samples / sizeof p->samples[0];
+    if (p->nsamples == cap) {
+        memmove(p->samples, p->samples + 1, (cap - 1) * sizeof *p->samples);
+        p->nsamples--;
+    }
+    p->samples[p->nsamples++] = s;
+    p->new_samples++;
+}
+
 /* The encoder's output: into the reader's byte buffer (the reader's thread). */
 static int bytes_push(void *user, const void *data, size_t n) {
     koe_job *j = user;
@@ -305,8 +333,10 @@ ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_erro
                 job_fail_locked(p, j, &e);
                 continue;
             }
-            if (j->times.first_bytes == 0 && j->bytes.len > 0 && j->samples_out > 0)
+            if (j->times.first_bytes == 0 && j->bytes.len > 0 && j->samples_out > 0) {
                 j->times.first_bytes = now_s() - j->t_submit;
+                record_sample(p, j);
+            }
             if (!seg_over) continue;
             if (s) {
                 free(s->pcm);
@@ -379,6 +409,7 @@ static int pick_task(koe_pipeline *p, task *t) {
     p->in_use += threads;
     if (bk == KOE_TASK_FIRST) {
         best->started = 1;
+        best->first_max = p->first_max;
         p->stats.queued--;
         p->stats.running++;
         best->times.queue_wait = now_s() - best->t_submit;
@@ -433,7 +464,7 @@ static int run_segment(koe_pipeline *p, koe_backend_worker *bw, koe_job *j, size
 static int run_front_end(koe_pipeline *p, koe_job *j, koe_error *err) {
     koe_text_opts to = koe_text_opts_default();
     to.lang = j->lang;
-    to.first_max = (size_t)p->opts.first_segment_max;
+    to.first_max = (size_t)j->first_max;
     if (p->opts.first_segment_min >= 0) to.first_min = (size_t)p->opts.first_segment_min;
     to.ramp = p->opts.segment_ramp;
     koe_audio_out_opts ao = {0};
@@ -516,6 +547,67 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
     if (gone) job_destroy(j);
 }
 
+/* ------------------------------------------------------------------ the optimizer */
+
+#define OPT_MIN_NEW 8 /* requests between two decisions */
+
+static void *optimizer_main(void *arg) {
+    koe_pipeline *p = arg;
+    const koe_opt_bounds b = {
+        .lo = 12, .hi = 150, .target = p->opts.ttfa_target, .max_step = 1.5, .deadband = 0.1};
+    pthread_mutex_lock(&p->mu);
+    while (!p->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long ms = p->opts.optimize_period_ms;
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&p->opt_wake, &p->mu, &until);
+        if (p->stopping || p->new_samples < OPT_MIN_NEW) continue;
+        /* the figures of the last requests only: older ones were cut at another length */
+        size_t n = p->new_samples < p->nsamples ? p->new_samples : p->nsamples;
+        koe_opt_sample s[64];
+        memcpy(s, p->samples + p->nsamples - n, n * sizeof *s);
+        int cur = p->first_max;
+        pthread_mutex_unlock(&p->mu);
+        char reason[240];
+        int next = koe_opt_propose(s, n, cur, &b, reason, sizeof reason);
+        pthread_mutex_lock(&p->mu);
+        p->new_samples = 0;
+        if (next == cur) continue;
+        p->first_max = next;
+        koe_pipeline_decision d = {.at = now_s() - p->t_start,
+                                   .first_segment_max_from = cur,
+                                   .first_segment_max_to = next};
+        snprintf(d.reason, sizeof d.reason, "%s", reason);
+        int cap = (int)(sizeof p->decisions / sizeof p->decisions[0]);
+        if (p->ndecisions == cap) {
+            memmove(p->decisions, p->decisions + 1, (size_t)(cap - 1) * sizeof *p->decisions);
+            p->ndecisions--;
+        }
+        p->decisions[p->ndecisions++] = d;
+        if (p->opts.log) {
+            char line[512];
+            snprintf(line, sizeof line,
+                     "{\"optimizer\":\"first_segment_max\",\"from\":%d,\"to\":%d,\"at_s\":%.1f,"
+                     "\"reason\":\"%s\"}",
+                     cur, next, d.at, d.reason);
+            p->opts.log(p->opts.log_user, line);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int koe_pipeline_get_decisions(koe_pipeline *p, koe_pipeline_decision *out, int max) {
+    pthread_mutex_lock(&p->mu);
+    int n = p->ndecisions < max ? p->ndecisions : max;
+    if (n > 0) memcpy(out, p->decisions + p->ndecisions - n, (size_t)n * sizeof *out);
+    pthread_mutex_unlock(&p->mu);
+    return n < 0 ? 0 : n;
+}
+
 typedef struct worker_arg {
     koe_pipeline *p;
 } worker_arg;
@@ -563,9 +655,14 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
     if (!p->opts.job_buffer) p->opts.job_buffer = 64 * 1024;
     if (p->opts.first_segment_max <= 0) p->opts.first_segment_max = 32;
     if (p->opts.segment_ramp == 0) p->opts.segment_ramp = 2.0;
+    if (!(p->opts.ttfa_target > 0)) p->opts.ttfa_target = 0.15;
+    if (p->opts.optimize_period_ms <= 0) p->opts.optimize_period_ms = 2000;
+    p->first_max = p->opts.first_segment_max;
+    p->t_start = now_s();
     atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->has_work, NULL);
+    pthread_cond_init(&p->opt_wake, NULL);
     char vdir[4096];
     snprintf(vdir, sizeof vdir, "%s/voices", p->opts.data_dir ? p->opts.data_dir : "data");
     koe_error verr = {0};
@@ -601,6 +698,8 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
         }
         p->nthreads++;
     }
+    if (p->nthreads > 0 && p->opts.optimize)
+        p->opt_running = !pthread_create(&p->opt_thread, NULL, optimizer_main, p);
     if (p->nthreads == 0) {
         koe_error_set(err, KOE_ERR_INTERNAL, "cannot start worker threads");
         free(p->threads);
@@ -616,7 +715,9 @@ void koe_pipeline_free(koe_pipeline *p) {
     p->stopping = 1;
     for (koe_job *j = p->head; j; j = j->next) job_cancel_locked(p, j);
     pthread_cond_broadcast(&p->has_work);
+    pthread_cond_broadcast(&p->opt_wake);
     pthread_mutex_unlock(&p->mu);
+    if (p->opt_running) pthread_join(p->opt_thread, NULL);
     for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
     free(p->threads);
     p->threads = NULL;
@@ -648,8 +749,11 @@ const char *koe_pipeline_model_path(const koe_pipeline *p) {
 int koe_pipeline_workers(const koe_pipeline *p) {
     return p->nthreads;
 }
-void koe_pipeline_get_opts(const koe_pipeline *p, koe_pipeline_opts *o) {
+void koe_pipeline_get_opts(koe_pipeline *p, koe_pipeline_opts *o) {
+    pthread_mutex_lock(&p->mu);
     *o = p->opts;
+    o->first_segment_max = p->first_max;
+    pthread_mutex_unlock(&p->mu);
     o->workers = p->nthreads;
 }
 const char *koe_pipeline_precision(const koe_pipeline *p) {

@@ -368,6 +368,21 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(pl, "segment_ramp", po.segment_ramp);
     cJSON_AddNumberToObject(pl, "segments_running", ps.segments_running);
     cJSON_AddNumberToObject(pl, "segments_ready", ps.segments_ready);
+    cJSON *opt = cJSON_AddObjectToObject(root, "optimizer");
+    cJSON_AddBoolToObject(opt, "enabled", po.optimize);
+    cJSON_AddNumberToObject(opt, "first_segment_max", po.first_segment_max);
+    cJSON_AddNumberToObject(opt, "target_ms", po.ttfa_target * 1000.0);
+    koe_pipeline_decision dec[16];
+    int nd = koe_pipeline_get_decisions(s->pipe, dec, 16);
+    cJSON *da = cJSON_AddArrayToObject(opt, "decisions");
+    for (int i = 0; i < nd; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "at_s", round(dec[i].at * 10) / 10);
+        cJSON_AddNumberToObject(o, "from", dec[i].first_segment_max_from);
+        cJSON_AddNumberToObject(o, "to", dec[i].first_segment_max_to);
+        cJSON_AddStringToObject(o, "reason", dec[i].reason);
+        cJSON_AddItemToArray(da, o);
+    }
     cJSON *prov = cJSON_AddArrayToObject(root, "providers");
     cJSON_AddItemToArray(prov, cJSON_CreateString(kokoro ? "CPU (OpenBLAS)" : "espeak-ng"));
     cJSON *hw = cJSON_AddObjectToObject(root, "hardware_acceleration");
