@@ -489,7 +489,8 @@ static void fd_scatter(float *y, const float *o, int n, int dil, float bias, int
     }
 }
 
-static void fd_tile(const conv_job *jb, int g0, int g1, float *scr) {
+__attribute__((optimize("tree-vectorize"))) static void fd_tile(const conv_job *jb, int g0, int g1,
+                                                                float *scr) {
     const koe_conv *c = jb->c;
     const koe_conv_desc *d = &c->d;
     int cin = d->cin, cout = d->cout, dil = d->dil, B = FD_N - d->k + 1, h = d->pad / dil;
@@ -497,12 +498,12 @@ static void fd_tile(const conv_job *jb, int g0, int g1, float *scr) {
     float *U = scr, *V = U + (size_t)FD_N * cin * FD_NB;
     float *Z = V + (size_t)3 * FD_NF * cin * FD_NB, *O = Z + (size_t)2 * FD_NF * cout * FD_NB;
     int rs[FD_NB], n0s[FD_NB];
-    /* locate each block: residue and first output index within the residue */
+    /* Block g is time block g / d of residue g % d: a task's blocks cover every residue of one
+     * stretch of output, so that it writes whole cache lines and two tasks (threads) rarely
+     * share one. Residues past the end (the last time block of the shorter ones) are empty. */
     for (int b = 0, g = g0; b < nb; b++, g++) {
-        int r = 0, left = g;
-        while (left >= fd_blocks_of(jb, r, B)) left -= fd_blocks_of(jb, r, B), r++;
-        rs[b] = r;
-        n0s[b] = left * B;
+        rs[b] = g % dil;
+        n0s[b] = g / dil * B;
     }
     /* U[i][b][m] = x[i, r + (n0 − h + m)·d], zero outside: each row is one block's input */
     for (int i = 0; i < cin; i++) {
@@ -565,6 +566,7 @@ static void fd_tile(const conv_job *jb, int g0, int g1, float *scr) {
             const float *ob = O + ((size_t)o * nb + b) * B;
             long t = rs[b] + (long)n0s[b] * dil;
             int n = B;
+            if (t >= jb->t_out) continue;
             if (t + (long)(n - 1) * dil >= jb->t_out) n = (int)((jb->t_out - 1 - t) / dil + 1);
             fd_scatter(yo + t, ob, n, dil, bias, jb->accumulate);
         }
@@ -614,8 +616,8 @@ void koe_conv_run(const koe_conv *c, koe_pool *pool, float *scratch, const float
                    .accumulate = accumulate};
     atomic_init(&jb.next, 0);
     if (c->fd) {
-        int B = FD_N - c->d.k + 1, total = 0;
-        for (int r = 0; r < c->d.dil; r++) total += fd_blocks_of(&jb, r, B);
+        /* residue 0 has the most blocks; see fd_tile for the numbering */
+        int B = FD_N - c->d.k + 1, total = c->d.dil * fd_blocks_of(&jb, 0, B);
         jb.tile = total;
         /* Short layers (the 256-channel ones: ~275 blocks for 7.5 s) in half-size tasks, so that
          * two workers get 5 and 4 tasks of 32 rather than 3 and 2 of 64. */
