@@ -499,6 +499,47 @@ static void test_optimizer(void) {
     }
 }
 
+static int one_queued(const koe_pipeline_stats *s) {
+    return s->queued == 1;
+}
+
+/* With max_active 1, a second request waits for its first task until the first request has
+ * nothing left to synthesize, then runs to its end. */
+static void test_max_active(void) {
+    if (!have_tiny) return;
+    koe_pipeline_opts o = {.workers = 2,
+                           .threads = 1,
+                           .max_active = 1,
+                           .lookahead = 2,
+                           .data_dir = kt_env("KOE_DATA_DIR", "data"),
+                           .model_path = tiny_pth,
+                           .config_path = tiny_cfg};
+    koe_error err = {0};
+    koe_pipeline *p = koe_pipeline_new(&o, &err);
+    KT_CHECK(p, "pipeline: %s", err.msg);
+    if (!p) return;
+    koe_speech_request ra = req(many_segments, "af_bella", KOE_FORMAT_PCM, 1);
+    koe_speech_request rb = req("Wait for your turn.", "am_adam", KOE_FORMAT_PCM, 2);
+    koe_job *a = koe_pipeline_submit(p, &ra, &err);
+    KT_CHECK(a && wait_stats(p, one_running), "the first runs: %s", err.msg);
+    koe_job *b = koe_pipeline_submit(p, &rb, &err);
+    KT_CHECK(b && wait_stats(p, idle) && wait_stats(p, one_queued),
+             "the second waits while the first, unread, holds its turn");
+    koe_buf out = {0};
+    KT_CHECK(a && read_all(a, 4096, &out, &err) == 0, "first: %s", err.msg);
+    KT_CHECK(b && read_all(b, 4096, &out, &err) == 0, "second: %s", err.msg);
+    koe_job_times ta = {0}, tb = {0};
+    if (a) koe_job_get_times(a, &ta);
+    if (b) koe_job_get_times(b, &tb);
+    KT_CHECK(tb.queue_wait > ta.first_synth,
+             "second started at %.3f s, first's first segment at %.3f", tb.queue_wait,
+             ta.first_synth);
+    koe_buf_free(&out);
+    koe_job_release(a);
+    koe_job_release(b);
+    koe_pipeline_free(p);
+}
+
 int main(void) {
     const char *data = kt_env("KOE_DATA_DIR", "data");
     const char *td = kt_env("KOE_TEST_DATA", "tests/data");
@@ -516,6 +557,7 @@ int main(void) {
     kt_run("order across workers", test_order_across_workers);
     kt_run("lookahead bound", test_lookahead_bound);
     kt_run("optimizer", test_optimizer);
+    kt_run("max active", test_max_active);
     kt_run("cancel reaches the reader", test_cancel_reaches_reader);
     kt_run("queue full", test_queue_full);
     kt_run("cancel while queued", test_cancel_while_queued);

@@ -38,6 +38,8 @@ typedef struct koe_pipeline_opts {
     int max_queue;          /* jobs beyond `workers` unfinished ones before submit refuses with
                                KOE_ERR_LIMIT; 0 = 4 x workers */
     int lookahead;          /* segments per job synthesized ahead of its reader; 0 = 3 */
+    int max_active;         /* requests synthesizing at once (the rest wait for their first
+                               task, so that admitted streams keep up); 0 = 2 x workers */
     size_t job_buffer;      /* encoded bytes the reader prepares at a time (about); 0 = 64 KiB */
     const char *data_dir;   /* voices in <data_dir>/voices; NULL = "data" */
     const char *model_path; /* Kokoro weights; NULL = espeak-ng */

@@ -70,6 +70,8 @@ static const flag flags[] = {
     {"segment-ramp", "KOE_SEGMENT_RAMP", "2",
      "segment k is at most first-segment-max x ramp^k characters (1 = whole sentences)"},
     {"lookahead", "KOE_LOOKAHEAD", "3", "segments per request synthesized ahead of the client"},
+    {"max-active", "KOE_MAX_ACTIVE", "0",
+     "requests synthesizing at once, others wait for their turn (0 = 2 x workers)"},
     {"optimize", "KOE_OPTIMIZE", "1",
      "retune the first-segment length from measured TTFA toward --ttfa-target (0 = off)"},
 };
@@ -185,7 +187,8 @@ int koe_cmd_serve(int argc, char **argv) {
         return KOE_EXIT_USAGE;
     }
     long port, workers, threads, max_queue, max_body, max_input, timeout, max_conn, max_ip, target,
-        first_max, normalize, drain, warmup, audio_mb, phoneme_mb, first_min, lookahead, optimize;
+        first_max, normalize, drain, warmup, audio_mb, phoneme_mb, first_min, lookahead, optimize,
+        max_active;
     if (parse_int("port", val[1], 0, 65535, &port) ||
         parse_int("workers", val[6], 0, 64, &workers) ||
         parse_int("threads", val[7], 0, 64, &threads) ||
@@ -199,7 +202,8 @@ int koe_cmd_serve(int argc, char **argv) {
         parse_int("first-segment-max", val[16], 1, 100000, &first_max) ||
         parse_int("first-segment-min", val[23], 0, 100000, &first_min) ||
         parse_int("lookahead", val[25], 1, 64, &lookahead) ||
-        parse_int("optimize", val[26], 0, 1, &optimize) ||
+        parse_int("max-active", val[26], 0, 100000, &max_active) ||
+        parse_int("optimize", val[27], 0, 1, &optimize) ||
         parse_int("normalize", val[17], 0, 1, &normalize) ||
         parse_int("drain", val[18], 0, 3600, &drain) ||
         parse_int("warmup", val[19], 0, 1, &warmup) ||
@@ -253,6 +257,7 @@ int koe_cmd_serve(int argc, char **argv) {
                             .config_path = config,
                             .precision = (int)prec,
                             .lookahead = (int)lookahead,
+                            .max_active = (int)max_active,
                             .first_segment_max = (int)first_max,
                             .first_segment_min = (int)first_min,
                             .segment_ramp = ramp,

@@ -393,12 +393,18 @@ static koe_sched_entry entry_of(const koe_job *j) {
 static int pick_task(koe_pipeline *p, task *t) {
     int free_cores = p->budget - p->in_use;
     if (free_cores < 1) return 0;
+    /* requests still synthesizing: while there are max_active, no new one starts */
+    int synthesizing = 0;
+    for (koe_job *j = p->head; j; j = j->next)
+        synthesizing += j->started && !job_finished(j) &&
+                        (!j->segmented || j->next_sched < j->nseg || j->in_flight > 0);
     koe_job *best = NULL;
     koe_sched_entry be = {0};
     koe_task_kind bk = KOE_TASK_NONE;
     for (koe_job *j = p->head; j; j = j->next) {
         koe_sched_entry e = entry_of(j);
         koe_task_kind k = koe_sched_kind(&e, p->opts.lookahead);
+        if (k == KOE_TASK_FIRST && synthesizing >= p->opts.max_active) continue;
         if (k != KOE_TASK_NONE && (!best || koe_sched_before(&e, k, &be, bk)))
             best = j, be = e, bk = k;
     }
@@ -652,6 +658,7 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
     p->budget = (int)cores > p->opts.workers ? (int)cores : p->opts.workers;
     if (p->opts.max_queue <= 0) p->opts.max_queue = 4 * p->opts.workers;
     if (p->opts.lookahead <= 0) p->opts.lookahead = 3;
+    if (p->opts.max_active <= 0) p->opts.max_active = 2 * p->opts.workers;
     if (!p->opts.job_buffer) p->opts.job_buffer = 64 * 1024;
     if (p->opts.first_segment_max <= 0) p->opts.first_segment_max = 32;
     if (p->opts.segment_ramp == 0) p->opts.segment_ramp = 2.0;

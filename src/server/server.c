@@ -363,6 +363,7 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(pl, "workers", po.workers);
     cJSON_AddNumberToObject(pl, "threads_per_worker", po.threads);
     cJSON_AddNumberToObject(pl, "lookahead_segments", po.lookahead);
+    cJSON_AddNumberToObject(pl, "max_active", po.max_active);
     cJSON_AddNumberToObject(pl, "first_segment_min", po.first_segment_min);
     cJSON_AddNumberToObject(pl, "first_segment_max", po.first_segment_max);
     cJSON_AddNumberToObject(pl, "segment_ramp", po.segment_ramp);
