@@ -12,6 +12,7 @@
 #include "koe/pipeline.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -451,6 +452,18 @@ static int slot_append(void *user, const float *pcm, size_t n) {
     return 0;
 }
 
+/* A short raised-cosine fade at both ends of a segment, so that joins never click whatever the
+ * samples at the cut. */
+static void fade_edges(float *x, size_t n, int rate) {
+    size_t k = (size_t)rate / 250; /* 4 ms */
+    if (k > n / 4) k = n / 4;
+    for (size_t i = 0; i < k; i++) {
+        float g = 0.5f - 0.5f * cosf(3.14159265f * (float)i / (float)k);
+        x[i] *= g;
+        x[n - 1 - i] *= g;
+    }
+}
+
 /* Synthesizes segment i into its slot (no lock held). */
 static int run_segment(koe_pipeline *p, koe_backend_worker *bw, koe_job *j, size_t i,
                        koe_error *err) {
@@ -463,7 +476,28 @@ static int run_segment(koe_pipeline *p, koe_backend_worker *bw, koe_job *j, size
                           .voice = j->voice,
                           .seed = j->seed ? j->seed + i : 0};
     slot_sink ss = {&j->slots[i], &j->cancel};
-    return p->backend->speak(bw, &sj, slot_append, &ss, &j->cancel, err);
+    int rc = p->backend->speak(bw, &sj, slot_append, &ss, &j->cancel, err);
+    if (!rc) fade_edges(j->slots[i].pcm, j->slots[i].n, p->backend->sample_rate);
+    return rc;
+}
+
+/* Does a segment's text end with a clause mark (else it was cut between two words)? */
+static int ends_clause(const char *t, size_t n) {
+    static const char *const marks[] = {",",
+                                        ";",
+                                        ":",
+                                        ")",
+                                        "-",
+                                        "\xE2\x80\x94" /* em dash */,
+                                        "\xE2\x80\x93" /* en dash */,
+                                        "\xE2\x80\xA6" /* ... */,
+                                        "\xE3\x80\x81" /* ideographic comma */,
+                                        "\xEF\xBC\x8C" /* fullwidth comma */};
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+        size_t m = strlen(marks[i]);
+        if (n >= m && !memcmp(t + n - m, marks[i], m)) return 1;
+    }
+    return 0;
 }
 
 /* The front end of a job (no lock held): its segments and their empty slots. */
@@ -487,7 +521,12 @@ static int run_front_end(koe_pipeline *p, koe_job *j, koe_error *err) {
     for (size_t i = 0; i < j->segs->count; i++) {
         const koe_segment *sg = &j->segs->items[i];
         seg_slot *s = &j->slots[i];
-        s->pause = sg->normalized_len ? (sg->sentence_end ? 0.12 : 0.05) : 0;
+        /* pauses follow punctuation: a sentence end, a clause mark, or none where a long
+         * stretch without either was cut between two words */
+        s->pause = !sg->normalized_len                                     ? 0
+                   : sg->sentence_end                                      ? 0.12
+                   : ends_clause(j->text + sg->start, sg->end - sg->start) ? 0.05
+                                                                           : 0;
         s->seconds = (double)sg->normalized_len / (CHARS_PER_SECOND * j->speed) + s->pause;
     }
     return 0;
