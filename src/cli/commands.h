@@ -23,5 +23,6 @@ int koe_cmd_serve(int argc, char **argv);
 int koe_cmd_download(int argc, char **argv);
 int koe_cmd_models(int argc, char **argv);
 int koe_cmd_say(int argc, char **argv);
+int koe_cmd_bench(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ KOE_WEAK int koe_cmd_serve(int argc, char **argv);
 KOE_WEAK int koe_cmd_download(int argc, char **argv);
 KOE_WEAK int koe_cmd_models(int argc, char **argv);
 KOE_WEAK int koe_cmd_say(int argc, char **argv);
+KOE_WEAK int koe_cmd_bench(int argc, char **argv);
 
 static const koe_command commands[] = {
     {"serve", koe_cmd_serve, "run the speech server (OpenAI-compatible HTTP API)"},
@@ -28,6 +29,7 @@ static const koe_command commands[] = {
     {"random-weights", koe_cmd_random_weights, "write full-size random Kokoro weights"},
     {"download", koe_cmd_download, "fetch the official Kokoro weights (verified, resumable)"},
     {"models", koe_cmd_models, "list the Kokoro weights found and the backend koe serve will use"},
+    {"bench", koe_cmd_bench, "time speech on this machine (time to first audio, real-time factor)"},
 };
 
 static void usage(FILE *f) {
