@@ -39,8 +39,13 @@ bench: build
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
+# The C unit tests under valgrind memcheck (the shell tests would only put bash under it).
+# ctest needs the checker named: no DartConfiguration.tcl here (no include(CTest)).
+VALGRIND_TESTS ?= $(shell ls tests/test_*.c | sed 's|^tests/||; s|\.c$$||' | paste -sd'|')
 valgrind: build
-	cd $(BUILD) && ctest -T memcheck --output-on-failure
+	cd $(BUILD) && ctest -T memcheck --output-on-failure -R '^($(VALGRIND_TESTS))$$' \
+	  --overwrite MemoryCheckCommand=$$(command -v valgrind) \
+	  --overwrite "MemoryCheckCommandOptions=--leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --suppressions=$(CURDIR)/tests/data/text/valgrind-espeak.supp"
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS on its committed seed corpus.
 BUILD_FUZZ   ?= build-fuzz
