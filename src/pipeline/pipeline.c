@@ -329,8 +329,8 @@ ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_erro
             else
                 rc = koe_audio_out_finish(j->out, &e); /* nothing to say at all */
             pthread_mutex_lock(&p->mu);
+            if (job_finished(j)) continue; /* cancelled or failed meanwhile: reported above */
             if (rc) {
-                if (rc == KOE_ERR_CANCELLED && j->cancel) continue;
                 job_fail_locked(p, j, &e);
                 continue;
             }
