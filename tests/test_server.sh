@@ -150,6 +150,7 @@ check "metrics count 200s" grep -qE '^koe_requests_total\{code="200"\} [1-9]' <<
 check "metrics count 400s" grep -qE '^koe_requests_total\{code="400"\} [1-9]' <<<"$m"
 check "metrics have a TTFA histogram with samples" grep -qE '^koe_ttfa_seconds_count [1-9]' <<<"$m"
 check "metrics have the real-time factor" grep -q '^koe_real_time_factor ' <<<"$m"
+check "metrics have the pipeline's segments and first-segment length" test "$(grep -cE '^koe_(segments_running|segments_ready|first_segment_max) [0-9]+$' <<<"$m")" = 3
 s=$(curl -s "$B/status")
 check "status reports TTFA percentiles and a category" node -e '
     const s = JSON.parse(process.argv[1]);

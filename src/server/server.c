@@ -448,9 +448,9 @@ static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
         &b,
         "# HELP koe_active_streams Speech responses being streamed.\n"
         "# TYPE koe_active_streams gauge\nkoe_active_streams %d\n"
-        "# HELP koe_queue_depth Jobs waiting for a worker.\n"
+        "# HELP koe_queue_depth Jobs waiting for their first segment to start.\n"
         "# TYPE koe_queue_depth gauge\nkoe_queue_depth %d\n"
-        "# HELP koe_jobs_running Jobs being synthesized.\n"
+        "# HELP koe_jobs_running Jobs started and not finished (synthesizing or streaming).\n"
         "# TYPE koe_jobs_running gauge\nkoe_jobs_running %d\n"
         "# HELP koe_jobs_total Finished jobs by outcome.\n"
         "# TYPE koe_jobs_total counter\n"
@@ -469,6 +469,18 @@ static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
         (unsigned long long)ps.jobs_failed, (unsigned long long)ps.jobs_cancelled,
         (unsigned long long)ps.jobs_rejected, ps.audio_seconds, ps.synth_seconds,
         ps.audio_seconds > 0 ? ps.synth_seconds / ps.audio_seconds : 0, s->ready);
+    koe_pipeline_opts po;
+    koe_pipeline_get_opts(s->pipe, &po);
+    koe_buf_printf(
+        &b,
+        "# HELP koe_segments_running Segments on a worker now.\n"
+        "# TYPE koe_segments_running gauge\nkoe_segments_running %d\n"
+        "# HELP koe_segments_ready Segments synthesized, not yet taken by their client.\n"
+        "# TYPE koe_segments_ready gauge\nkoe_segments_ready %d\n"
+        "# HELP koe_first_segment_max First-segment length in characters (the "
+        "optimizer's).\n"
+        "# TYPE koe_first_segment_max gauge\nkoe_first_segment_max %d\n",
+        ps.segments_running, ps.segments_ready, po.first_segment_max);
     audio_cache_stats a;
     audio_cache_get_stats(s->acache, &a);
     koe_text_cache_stats t;
