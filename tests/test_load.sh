@@ -21,9 +21,11 @@ fails=0
 check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
 
 # Connection limits above the load's own (closed connections linger a moment on the server side);
-# a queue deep enough that most requests are served, though 503 stays allowed.
+# a queue deep enough that most requests are served, though 503 stays allowed. The caches are off:
+# they grow by design up to their bounds (tested in test_server_cache), which would hide a leak's
+# growth or fail the RSS bound without one.
 "$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" --max-per-ip 512 --max-connections 512 \
-    --max-queue 128 >"$T/server.log" 2>&1 &
+    --max-queue 128 --audio-cache-mb 0 --phoneme-cache-mb 0 >"$T/server.log" 2>&1 &
 PID=$!
 PORT=
 for _ in $(seq 600); do
