@@ -3,7 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
+/* KOE_PORTABLE_ONLY builds the portable kernel alone, as on arm64 (a compile check on x86). */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(KOE_PORTABLE_ONLY)
 #include <immintrin.h>
 #define KOE_X86 1
 #else
