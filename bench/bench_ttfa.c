@@ -241,6 +241,7 @@ static void one_request(const cfg *c, result *r) {
         unsigned char *p = buf;
         size_t left = (size_t)n;
         if (!headers_done) {
+            size_t before_fill = hfill;
             size_t take = left < sizeof head - 1 - hfill ? left : sizeof head - 1 - hfill;
             memcpy(head + hfill, p, take);
             hfill += take;
@@ -254,8 +255,10 @@ static void one_request(const cfg *c, result *r) {
             r->status = atoi(head + 9);
             chunked = strcasestr(head, "transfer-encoding: chunked") != NULL;
             headers_done = 1;
-            p += hlen - (hfill - take);
-            left = take - (hlen - (hfill - take));
+            /* the body starts in this read, after the header's last bytes: everything the read
+             * brought past them is body, however much (not only what fit in `head`) */
+            p += hlen - before_fill;
+            left = (size_t)n - (hlen - before_fill);
             chunk_left = chunked ? -1 : INT64_MAX;
         }
         double before = ac.seconds;
