@@ -217,6 +217,9 @@ static void test_config(void) {
         {"{\"istftnet\": {\"resblock_dilation_sizes\": [[1,3,5],[1,3],[1,3,5]]}}",
          "resblock_dilation_sizes[1]", KOE_ERR_FORMAT},
         {"{\"istftnet\": {\"gen_istft_n_fft\": 16}}", "gen_istft_n_fft", KOE_ERR_UNSUPPORTED},
+        /* beyond long long's range: refused before any conversion (was undefined behaviour) */
+        {"{\"hidden_dim\": 2e34}", "hidden_dim", KOE_ERR_FORMAT},
+        {"{\"istftnet\": {\"upsample_rates\": [1e300, 6]}}", "upsample_rates", KOE_ERR_FORMAT},
         {"{\"hidden_dim\": 512", "JSON", KOE_ERR_FORMAT},
         {"[]", "JSON", KOE_ERR_FORMAT},
     };

@@ -45,7 +45,8 @@ static int get_int(const cJSON *obj, const char *prefix, const char *key, int lo
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v) return 0;
     double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != (double)(long long)d || d < lo || d > hi)
+    /* the range first: converting a double beyond long long's range is undefined */
+    if (!cJSON_IsNumber(v) || !(d >= lo && d <= hi) || d != (double)(long long)d)
         return koe_error_set(err, KOE_ERR_FORMAT, "config: %s%s must be an integer in %d..%d",
                              prefix, key, lo, hi);
     *out = (int)d;
@@ -61,7 +62,7 @@ static int ints_of(const cJSON *v, const char *what, int n, int *out, koe_error 
     const cJSON *e;
     cJSON_ArrayForEach(e, v) {
         double d = e->valuedouble;
-        if (!cJSON_IsNumber(e) || d != (double)(long long)d || d < 0 || d > 1e6)
+        if (!cJSON_IsNumber(e) || !(d >= 0 && d <= 1e6) || d != (double)(long long)d)
             return koe_error_set(err, KOE_ERR_FORMAT, "config: %s[%d] is not an integer", what, i);
         out[i++] = (int)d;
     }
