@@ -465,15 +465,17 @@ static void test_lookahead_bound(void) {
     koe_pipeline_free(p);
 }
 
-/* The optimizer, on the fast espeak-ng backend, raises the first-segment length toward its
- * target, records the decision with a reason and applies it; switched off, it decides nothing. */
+/* The optimizer, on the fast espeak-ng backend and a 10 s target, raises the first-segment length
+ * toward its target, records the decision with a reason and applies it; switched off, it decides
+ * nothing. */
 static void test_optimizer(void) {
     for (int on = 1; on >= 0; on--) {
         koe_pipeline_opts o = {.workers = 1,
                                .data_dir = kt_env("KOE_DATA_DIR", "data"),
                                .optimize = on,
                                .optimize_period_ms = 20,
-                               .ttfa_target = 0.5};
+                               .ttfa_target =
+                                   10.0}; /* far above any espeak-ng TTFA, even under load */
         koe_error err = {0};
         koe_pipeline *p = koe_pipeline_new(&o, &err);
         KT_CHECK(p, "pipeline: %s", err.msg);
