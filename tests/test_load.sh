@@ -38,11 +38,11 @@ check "server started" test -n "$PORT"
 [ -n "$PORT" ] || exit 1
 
 # Under AddressSanitizer the allocator's quarantine grows RSS by design: the RSS bound is off there.
-# This short run (10 s after a 20 s warm-up) starts from ~47 MB, where glibc's cache of exited
-# threads' stacks (the encoder now runs in the connection threads) and its arenas move RSS by a few
-# MB whatever leaks: 5 % of it is 2.3 MB, which a CI run crossed once (+8.5 %, +4 MB) with no
-# leak (the sanitizer suite checks leaks). The issue's 5 % bound applies to the full 64 x 60 s
-# run recorded in docs/RELIABILITY.md; here the bound is 10 %.
+# This short run (10 s after a 20 s warm-up) starts from ~47 MB, which moves by a few MB without
+# a leak (most likely, not yet verified: glibc's cache of exited threads' stacks, now that the
+# encoder runs in the connection threads, and its arenas): 5 % is 2.3 MB, which a CI run crossed
+# once (+8.5 %, +4 MB; the sanitizer suite checks leaks). The issue's 5 % bound is for the full
+# 64 x 60 s run in docs/RELIABILITY.md; here the bound is 10 %.
 RSSTOL=10
 ldd "$KOE" 2>/dev/null | grep -q libasan && RSSTOL=off
 timeout $((SECS + WARM + 300)) node "$SRC/tests/load/load_mix.js" --port "$PORT" --pid "$PID" \
