@@ -9,6 +9,9 @@
 uint64_t koe_now_ns(void);
 double koe_now_s(void);
 
+/* The median of v[0..n) (n >= 1); sorts v in place. */
+double koe_median(double *v, size_t n);
+
 /* A growable byte buffer. Zero-initialise, append, then free. Appends return 0 or KOE_ERR_NOMEM. */
 typedef struct koe_buf {
     char *data;

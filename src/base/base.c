@@ -17,6 +17,16 @@ double koe_now_s(void) {
     return (double)koe_now_ns() * 1e-9;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double koe_median(double *v, size_t n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 int koe_buf_reserve(koe_buf *b, size_t extra) {
     if (extra > SIZE_MAX - b->len - 1) return KOE_ERR_NOMEM;
     size_t need = b->len + extra + 1;
@@ -81,10 +91,14 @@ size_t koe_utf8_validate(const char *s, size_t len) {
         }
         size_t n;
         uint32_t cp, min;
-        if ((c & 0xE0) == 0xC0) n = 2, cp = c & 0x1F, min = 0x80;
-        else if ((c & 0xF0) == 0xE0) n = 3, cp = c & 0x0F, min = 0x800;
-        else if ((c & 0xF8) == 0xF0) n = 4, cp = c & 0x07, min = 0x10000;
-        else return i;
+        if ((c & 0xE0) == 0xC0)
+            n = 2, cp = c & 0x1F, min = 0x80;
+        else if ((c & 0xF0) == 0xE0)
+            n = 3, cp = c & 0x0F, min = 0x800;
+        else if ((c & 0xF8) == 0xF0)
+            n = 4, cp = c & 0x07, min = 0x10000;
+        else
+            return i;
         if (i + n > len) return i;
         for (size_t k = 1; k < n; k++) {
             if ((u[i + k] & 0xC0) != 0x80) return i;

@@ -44,16 +44,6 @@ typedef struct run_result {
     double ttfa, total, audio;
 } run_result;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* One request read to its end; times from the pipeline's own clock. */
 static int one_run(koe_pipeline *p, const char *text, const char *voice, run_result *r,
                    koe_error *err) {
@@ -212,7 +202,8 @@ int koe_cmd_bench(int argc, char **argv) {
             audio = r.audio;
         }
         if (rc) break;
-        double mt = median(ttfa, runs), mtot = median(total, runs), mr = median(rtf, runs);
+        double mt = koe_median(ttfa, (size_t)runs), mtot = koe_median(total, (size_t)runs),
+               mr = koe_median(rtf, (size_t)runs);
         if (json)
             printf("%s{\"text\":\"%s\",\"chars\":%zu,\"ttfa_ms\":%.1f,\"total_s\":%.3f,"
                    "\"audio_s\":%.2f,\"rtf\":%.3f}",

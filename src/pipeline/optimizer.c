@@ -4,16 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median of v[0..n) (sorts v). */
-static double median(double *v, size_t n) {
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "koe/base.h"
 
 int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, const koe_opt_bounds *b,
                     char *reason, size_t reason_cap) {
@@ -29,7 +20,7 @@ int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, const koe_opt_bo
         k++;
     }
     if (k == 0) return cur;
-    double r = median(rate, k), o = median(over, k), t50 = median(ttfa, k);
+    double r = koe_median(rate, k), o = koe_median(over, k), t50 = koe_median(ttfa, k);
     double want = (b->target - o) / r;
     double lo = cur / b->max_step, hi = cur * b->max_step;
     if (want < lo) want = lo;
