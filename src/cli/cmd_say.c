@@ -498,11 +498,8 @@ int koe_cmd_say(int argc, char **argv) {
         return KOE_EXIT_USAGE;
     }
 
-    /* the engine's precision: KOE_PRECISION, else auto */
-    koe_precision prec = KOE_PRECISION_AUTO;
-    const char *pe = getenv("KOE_PRECISION");
-    if (pe && *pe && koe_precision_parse(pe, &prec, &err)) {
-        fprintf(stderr, "koe say: KOE_PRECISION: %s\n", err.msg);
+    koe_precision prec;
+    if (koe_cli_precision_from_env("say", &prec)) {
         koe_buf_free(&text);
         return KOE_EXIT_USAGE;
     }

@@ -51,18 +51,18 @@ int koe_cmd_synth(int argc, char **argv) {
                                        {0, 0, 0, 0}};
     int ch;
     optind = 1;
-    const char *precision = NULL;
+    koe_precision prec;
+    int have_prec = 0;
     while ((ch = getopt_long(argc, argv, "m:c:v:s:l:S:d:o:p:h", lo, NULL)) != -1) {
         char *end = NULL;
         switch (ch) {
         case 'p': {
-            koe_precision p;
             koe_error perr = {0};
-            if (koe_precision_parse(optarg, &p, &perr)) {
+            if (koe_precision_parse(optarg, &prec, &perr)) {
                 fprintf(stderr, "koe synth: --precision: %s\n", perr.msg);
                 return KOE_EXIT_USAGE;
             }
-            precision = optarg;
+            have_prec = 1;
             break;
         }
         case 'm':
@@ -129,10 +129,7 @@ int koe_cmd_synth(int argc, char **argv) {
         return KOE_EXIT_USAGE;
     }
     /* --precision, else KOE_PRECISION, else auto */
-    if (!precision) precision = getenv("KOE_PRECISION");
-    koe_precision prec = KOE_PRECISION_AUTO;
-    if (precision && *precision && koe_precision_parse(precision, &prec, &err)) {
-        fprintf(stderr, "koe synth: KOE_PRECISION: %s\n", err.msg);
+    if (!have_prec && koe_cli_precision_from_env("synth", &prec)) {
         koe_buf_free(&text);
         return KOE_EXIT_USAGE;
     }

@@ -3,6 +3,8 @@
 #ifndef KOE_CLI_COMMANDS_H
 #define KOE_CLI_COMMANDS_H
 
+#include "koe/model.h"
+
 typedef int (*koe_cmd_fn)(int argc, char **argv);
 
 typedef struct koe_command {
@@ -24,5 +26,8 @@ int koe_cmd_download(int argc, char **argv);
 int koe_cmd_models(int argc, char **argv);
 int koe_cmd_say(int argc, char **argv);
 int koe_cmd_bench(int argc, char **argv);
+
+/* KOE_PRECISION when set (a bad value: a message naming cmd, and -1), else auto. */
+int koe_cli_precision_from_env(const char *cmd, koe_precision *out);
 
 #endif
