@@ -49,10 +49,11 @@ static ssize_t read_all(koe_job *j, size_t piece, koe_buf *out, koe_error *err) 
     return n;
 }
 
-static koe_pipeline *tiny_pipeline(int workers, size_t job_buffer) {
+static koe_pipeline *tiny_pipeline_with(int workers, size_t job_buffer, int lookahead) {
     /* one thread per segment: the engine's sums are exact per thread count, not across */
     koe_pipeline_opts o = {.workers = workers,
                            .threads = 1,
+                           .lookahead = lookahead,
                            .job_buffer = job_buffer,
                            .data_dir = kt_env("KOE_DATA_DIR", "data"),
                            .model_path = tiny_pth,
@@ -61,6 +62,10 @@ static koe_pipeline *tiny_pipeline(int workers, size_t job_buffer) {
     koe_pipeline *p = koe_pipeline_new(&o, &err);
     KT_CHECK(p, "tiny Kokoro pipeline: %s", err.msg);
     return p;
+}
+
+static koe_pipeline *tiny_pipeline(int workers, size_t job_buffer) {
+    return tiny_pipeline_with(workers, job_buffer, 0);
 }
 
 static koe_pipeline *espeak_pipeline(int workers, int max_queue, size_t job_buffer) {
@@ -370,17 +375,7 @@ static const char *const many_segments =
     "Thirteen; fourteen. Fifteen, sixteen, and seventeen. Eighteen. The end.";
 
 static koe_pipeline *tiny_pipeline_la(int workers, int lookahead) {
-    koe_pipeline_opts o = {.workers = workers,
-                           .threads = 1,
-                           .lookahead = lookahead,
-                           .job_buffer = 1000,
-                           .data_dir = kt_env("KOE_DATA_DIR", "data"),
-                           .model_path = tiny_pth,
-                           .config_path = tiny_cfg};
-    koe_error err = {0};
-    koe_pipeline *p = koe_pipeline_new(&o, &err);
-    KT_CHECK(p, "tiny Kokoro pipeline: %s", err.msg);
-    return p;
+    return tiny_pipeline_with(workers, 1000, lookahead);
 }
 
 /* Segments synthesized on three workers at once, out of order, come out in order: the same
