@@ -31,11 +31,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-free_port() {
-    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
-        console.log(s.address().port); s.close(); });'
-}
-
 if [ "${KOE_WEB_STANDIN:-0}" = 1 ]; then
     echo "note: KOE_WEB_STANDIN=1, testing the page against the stand-in server, not koe"
     node "$SRC/tests/web/standin.js" >"$T/port" 2>"$T/server.log" &
@@ -45,10 +40,18 @@ if [ "${KOE_WEB_STANDIN:-0}" = 1 ]; then
 else
     KOE=${KOE_BINARY:?}
     "$KOE" serve --help >/dev/null 2>&1 || { echo "skip: $KOE has no serve command yet"; exit 77; }
-    PORT=$(free_port)
-    "$KOE" serve --host 127.0.0.1 --port "$PORT" --data-dir "${KOE_DATA_DIR:-$SRC/data}" --workers 1 \
+    # Port 0 and the port it reports: a port probed free beforehand can be taken by another
+    # test's client socket before the server binds it.
+    "$KOE" serve --host 127.0.0.1 --port 0 --data-dir "${KOE_DATA_DIR:-$SRC/data}" --workers 1 \
         >"$T/server.log" 2>&1 &
     SERVER=$!
+    PORT=
+    for _ in $(seq 600); do
+        PORT=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/server.log")
+        [ -n "$PORT" ] && break
+        kill -0 "$SERVER" 2>/dev/null || break
+        sleep 0.05
+    done
 fi
 BASE="http://127.0.0.1:$PORT"
 
