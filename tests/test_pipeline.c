@@ -446,6 +446,8 @@ static void test_lookahead_bound(void) {
     KT_CHECK(b && read_all(b, 4096, &out, &err) == 0 && out.len > 44, "the other job ends: %s",
              err.msg);
     koe_buf_free(&out);
+    koe_job_times tb = {0};
+    if (b) koe_job_get_times(b, &tb);
     koe_job_release(b);
     /* reading the first resumes it, to its end */
     KT_CHECK(a && read_all(a, 4096, &out, &err) == 0, "the unread job resumes: %s", err.msg);
@@ -454,6 +456,11 @@ static void test_lookahead_bound(void) {
     koe_buf_free(&out);
     koe_job_release(a);
     koe_pipeline_get_stats(p, &s);
+    /* the server's underrun counter is the sum of its jobs' */
+    KT_CHECK(s.late_segments == (uint64_t)(t.late_segments + tb.late_segments) &&
+                 t.late_segments >= 0 && t.late_segments < t.segments,
+             "late segments %llu = %d + %d", (unsigned long long)s.late_segments, t.late_segments,
+             tb.late_segments);
     KT_CHECK(s.segments_ready == 0 && s.running == 0 && s.jobs_done == 2,
              "ready %d running %d done %llu", s.segments_ready, s.running,
              (unsigned long long)s.jobs_done);

@@ -126,10 +126,21 @@ static void test_threads(void) {
     KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 0, 3, 4) == 1);
 }
 
+/* Lateness as a player starting at the first byte hears it. */
+static void test_lateness(void) {
+    /* first bytes at 0.2 s, 1.5 s of audio before the segment: due at 1.7 s */
+    KT_CHECK(koe_sched_lateness(0.2, 1.5, 1.0) == 0, "ready well before: in time");
+    KT_CHECK(koe_sched_lateness(0.2, 1.5, 1.704) == 0, "within the 5 ms slack: in time");
+    double l = koe_sched_lateness(0.2, 1.5, 1.9);
+    KT_CHECK(l > 0.1999 && l < 0.2001, "ready at 1.9 s: 200 ms late, got %.4f", l);
+    KT_CHECK(koe_sched_lateness(0, 0, 5.0) == 0, "nothing said before it: never late");
+}
+
 int main(void) {
     kt_run("kinds", test_kinds);
     kt_run("order", test_order);
     kt_run("simulated worker", test_simulated_worker);
     kt_run("threads", test_threads);
+    kt_run("lateness", test_lateness);
     return kt_finish();
 }

@@ -122,8 +122,12 @@ typedef struct koe_job_times {
     double first_bytes; /* until the first audio was encoded for the reader */
     double total;       /* until the last byte was encoded (0 while running) */
     double audio_seconds;
-    int segments;      /* the front end's count (0 until it has cut the text) */
-    int segments_done; /* segments synthesized and handed to the encoder so far */
+    int segments;        /* the front end's count (0 until it has cut the text) */
+    int segments_done;   /* segments synthesized and handed to the encoder so far */
+    int late_segments;   /* segments ready only after the audio before them would have played
+                            out for a client playing in real time from the first byte (each is an
+                            underrun such a client hears) */
+    double late_seconds; /* the sum of those delays */
 } koe_job_times;
 void koe_job_get_times(koe_job *j, koe_job_times *t);
 
@@ -134,6 +138,8 @@ typedef struct koe_pipeline_stats {
     int segments_running, segments_ready; /* segments on a worker / synthesized, not yet read */
     uint64_t jobs_done, jobs_failed, jobs_cancelled, jobs_rejected;
     double audio_seconds, synth_seconds;
+    uint64_t late_segments; /* over all jobs, as in koe_job_times */
+    double late_seconds;
 } koe_pipeline_stats;
 void koe_pipeline_get_stats(koe_pipeline *p, koe_pipeline_stats *s);
 

@@ -7,8 +7,32 @@
 #include "koe/base.h"
 
 int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, const koe_opt_bounds *b,
-                    char *reason, size_t reason_cap) {
+                    koe_opt_state *st, char *reason, size_t reason_cap) {
     if (reason && reason_cap) reason[0] = 0;
+    if (n == 0) return cur;
+    koe_opt_state none = {0};
+    if (!st) st = &none;
+    int floor = st->floor_left > 0 ? st->floor : 0;
+    if (st->floor_left > 0) st->floor_left--;
+    size_t with_next = 0, starved = 0;
+    for (size_t i = 0; i < n; i++) {
+        with_next += s[i].has_next != 0;
+        starved += s[i].has_next && s[i].starved;
+    }
+    if (starved > 0 && starved * 10 > with_next) {
+        int next = (int)ceil(cur * b->max_step);
+        if (next > b->hi) next = b->hi;
+        if (next <= cur) return cur;
+        st->floor = next;
+        st->floor_left = KOE_OPT_FLOOR_DECISIONS;
+        if (reason && reason_cap)
+            snprintf(reason, reason_cap,
+                     "%zu of %zu streams ran dry after their first segment: it is too short for "
+                     "the next one's synthesis, so first-segment-max %d -> %d (a floor for the "
+                     "next %d decisions)",
+                     starved, with_next, cur, next, KOE_OPT_FLOOR_DECISIONS);
+        return next;
+    }
     double rate[64], over[64], ttfa[64];
     size_t k = 0;
     for (size_t i = 0; i < n && k < 64; i++) {
@@ -27,6 +51,8 @@ int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, const koe_opt_bo
     if (want > hi) want = hi;
     if (want < b->lo) want = b->lo;
     if (want > b->hi) want = b->hi;
+    if (want < floor) want = floor;
+    if (starved > 0 && want < cur) want = cur;
     int next = (int)lround(want);
     if (fabs((double)next - cur) <= b->deadband * cur) return cur;
     if (reason && reason_cap)

@@ -1,6 +1,6 @@
 /* The real-time optimizer's decision, kept apart from the pipeline's threads so that it can be
  * tested as a pure function: from recent requests' first-segment figures, the first-segment
- * length that should meet the TTFA target. */
+ * length that should meet the TTFA target without the stream running dry after it. */
 #ifndef KOE_PIPELINE_OPTIMIZER_H
 #define KOE_PIPELINE_OPTIMIZER_H
 
@@ -11,6 +11,9 @@ typedef struct koe_opt_sample {
     double ttfa;        /* seconds from submit to its first encoded audio */
     double first_synth; /* seconds its first segment took on the worker */
     size_t first_chars; /* characters of that segment's normalized text */
+    int has_next;       /* a second segment followed it */
+    int starved;        /* that second segment was ready only after the first one's audio (and
+                           pause) would have played out in real time from the first byte */
 } koe_opt_sample;
 
 typedef struct koe_opt_bounds {
@@ -20,10 +23,23 @@ typedef struct koe_opt_bounds {
     double deadband; /* no change under this relative difference (e.g. 0.1) */
 } koe_opt_bounds;
 
+/* What the optimizer remembers between decisions (zero-initialized at start). */
+typedef struct koe_opt_state {
+    int floor;      /* no shorter first segment than this ... */
+    int floor_left; /* ... for this many more decisions */
+} koe_opt_state;
+
+#define KOE_OPT_FLOOR_DECISIONS 8
+
 /* The proposed first-segment length for the current one `cur`, or `cur` itself when the figures
- * say to keep it (or there are none). reason (may be NULL) receives a short explanation. The
- * model: ttfa = overhead + seconds_per_char x length, both medians over the samples. */
+ * say to keep it (or there are none). reason (may be NULL) receives a short explanation.
+ * Continuity first: when more than 1 in 10 of the streams with a second segment ran dry after
+ * their first, the first segment is too short for what comes next: one step up, and that length
+ * becomes a floor for the next KOE_OPT_FLOOR_DECISIONS decisions (so that the TTFA target does
+ * not pull it straight back); any starved stream at all forbids a step down. Otherwise TTFA:
+ * the model ttfa = overhead + seconds_per_char x length, both medians over the samples, aimed
+ * at the target. st (may be NULL = no memory) is updated. */
 int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, const koe_opt_bounds *b,
-                    char *reason, size_t reason_cap);
+                    koe_opt_state *st, char *reason, size_t reason_cap);
 
 #endif

@@ -40,6 +40,7 @@ typedef struct seg_slot {
     size_t n, cap;
     double seconds; /* estimated until DONE, then the real length (pause included) */
     double pause;   /* silence after it */
+    double t_done;  /* when it was synthesized, seconds from the job's submit */
 } seg_slot;
 
 struct koe_job {
@@ -71,6 +72,7 @@ struct koe_job {
     size_t bytes_off, emit_pos;
     int emit_paused, finished;
     double samples_out;
+    int sampled; /* its figures went to the optimizer */
     /* timing */
     double t_submit;
     koe_job_times times; /* under p->mu */
@@ -91,6 +93,7 @@ struct koe_pipeline {
     int first_max; /* the first-segment length new jobs get */
     koe_opt_sample samples[64];
     size_t nsamples, new_samples;
+    koe_opt_state opt_state;
     koe_pipeline_decision decisions[16];
     int ndecisions;
     double t_start;
@@ -227,12 +230,17 @@ void koe_job_get_times(koe_job *j, koe_job_times *t) {
 
 /* ------------------------------------------------------------------ the reader's side */
 
-/* Under p->mu: a request's first-segment figures for the optimizer. */
-static void record_sample(koe_pipeline *p, const koe_job *j) {
-    if (!j->nseg || !j->segs->items[0].normalized_len) return;
+/* Under p->mu: a request's first-segment figures for the optimizer, once: when its second
+ * segment is reached (whether the stream ran dry there is then known), or at its first bytes
+ * when it has no second. */
+static void record_sample(koe_pipeline *p, koe_job *j, int starved) {
+    if (j->sampled || !j->nseg || !j->segs->items[0].normalized_len) return;
+    j->sampled = 1;
     koe_opt_sample s = {.ttfa = j->times.first_bytes,
                         .first_synth = j->times.first_synth - j->times.front_end,
-                        .first_chars = j->segs->items[0].normalized_len};
+                        .first_chars = j->segs->items[0].normalized_len,
+                        .has_next = j->nseg > 1,
+                        .starved = starved};
     size_t cap = sizeof p->samples / sizeof p->samples[0];
     if (p->nsamples == cap) {
         memmove(p->samples, p->samples + 1, (cap - 1) * sizeof *p->samples);
@@ -288,6 +296,20 @@ static int encode_piece(koe_job *j, seg_slot *s, int last, size_t piece, int *se
     return last ? koe_audio_out_finish(j->out, err) : 0;
 }
 
+/* Under p->mu, as the reader starts segment i > 0: was it ready in time for a client playing
+ * from the first byte (schedule.h)? */
+static void note_lateness(koe_pipeline *p, koe_job *j, size_t i) {
+    double late = koe_sched_lateness(j->times.first_bytes, j->samples_out / p->backend->sample_rate,
+                                     j->slots[i].t_done);
+    if (late > 0) {
+        j->times.late_segments++;
+        j->times.late_seconds += late;
+        p->stats.late_segments++;
+        p->stats.late_seconds += late;
+    }
+    if (i == 1) record_sample(p, j, late > 0);
+}
+
 ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_error *err) {
     koe_pipeline *p = j->p;
     struct timespec until;
@@ -322,6 +344,7 @@ ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_erro
             size_t i = j->next_emit;
             int last = i + 1 >= j->nseg, seg_over = 1, rc = 0;
             seg_slot *s = i < j->nseg ? &j->slots[i] : NULL;
+            if (s && i > 0 && j->emit_pos == 0 && !j->emit_paused) note_lateness(p, j, i);
             pthread_mutex_unlock(&p->mu);
             koe_error e = {0};
             if (s)
@@ -336,7 +359,7 @@ ssize_t koe_job_read(koe_job *j, void *buf, size_t cap, int timeout_ms, koe_erro
             }
             if (j->times.first_bytes == 0 && j->bytes.len > 0 && j->samples_out > 0) {
                 j->times.first_bytes = now_s() - j->t_submit;
-                record_sample(p, j);
+                if (j->nseg <= 1) record_sample(p, j, 0);
             }
             if (!seg_over) continue;
             if (s) {
@@ -583,7 +606,8 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
         double real = (double)s->n / p->backend->sample_rate + s->pause;
         j->sched_seconds += real - s->seconds;
         s->seconds = real;
-        if (i == 0) j->times.first_synth = now_s() - j->t_submit;
+        s->t_done = now_s() - j->t_submit;
+        if (i == 0) j->times.first_synth = s->t_done;
         j->times.segments_done++;
         pthread_cond_broadcast(&j->can_read);
     }
@@ -617,8 +641,10 @@ static void *optimizer_main(void *arg) {
         int cur = p->first_max;
         pthread_mutex_unlock(&p->mu);
         char reason[240];
-        int next = koe_opt_propose(s, n, cur, &b, reason, sizeof reason);
+        koe_opt_state st = p->opt_state; /* only this thread writes it */
+        int next = koe_opt_propose(s, n, cur, &b, &st, reason, sizeof reason);
         pthread_mutex_lock(&p->mu);
+        p->opt_state = st;
         p->new_samples = 0;
         if (next == cur) continue;
         p->first_max = next;

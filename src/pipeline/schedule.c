@@ -35,3 +35,9 @@ int koe_sched_pick(const koe_sched_entry *const *e, int n, int lookahead, koe_ta
     if (kind) *kind = bk;
     return best;
 }
+
+double koe_sched_lateness(double first_bytes, double audio_before, double ready_at) {
+    if (first_bytes <= 0) return 0;
+    double late = ready_at - (first_bytes + audio_before);
+    return late > KOE_SCHED_LATE_SLACK ? late : 0;
+}

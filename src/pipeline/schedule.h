@@ -32,6 +32,13 @@ int koe_sched_before(const koe_sched_entry *a, koe_task_kind ka, const koe_sched
  * listener gets the whole machine; else one, so that many listeners share it. */
 int koe_sched_threads(koe_task_kind kind, int free_cores, int jobs_unfinished, int max_threads);
 
+/* A client that plays in real time from the first byte has heard audio_before seconds (pauses
+ * included) by first_bytes + audio_before; a segment ready later than that, by more than
+ * KOE_SCHED_LATE_SLACK, left its buffer dry. Returns that delay in seconds, or 0 when it was in
+ * time (or nothing was said before it: first_bytes <= 0). All times in seconds from submit. */
+#define KOE_SCHED_LATE_SLACK 0.005
+double koe_sched_lateness(double first_bytes, double audio_before, double ready_at);
+
 /* Over an array: the index of the job whose task goes next, or -1 (kind in *kind). */
 int koe_sched_pick(const koe_sched_entry *const *e, int n, int lookahead, koe_task_kind *kind);
 

@@ -369,6 +369,8 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(pl, "segment_ramp", po.segment_ramp);
     cJSON_AddNumberToObject(pl, "segments_running", ps.segments_running);
     cJSON_AddNumberToObject(pl, "segments_ready", ps.segments_ready);
+    cJSON_AddNumberToObject(pl, "late_segments", (double)ps.late_segments);
+    cJSON_AddNumberToObject(pl, "late_ms", round(ps.late_seconds * 1e4) / 10);
     cJSON *opt = cJSON_AddObjectToObject(root, "optimizer");
     cJSON_AddBoolToObject(opt, "enabled", po.optimize);
     cJSON_AddNumberToObject(opt, "first_segment_max", po.first_segment_max);
@@ -479,8 +481,14 @@ static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
         "# TYPE koe_segments_ready gauge\nkoe_segments_ready %d\n"
         "# HELP koe_first_segment_max First-segment length in characters (the "
         "optimizer's).\n"
-        "# TYPE koe_first_segment_max gauge\nkoe_first_segment_max %d\n",
-        ps.segments_running, ps.segments_ready, po.first_segment_max);
+        "# TYPE koe_first_segment_max gauge\nkoe_first_segment_max %d\n"
+        "# HELP koe_late_segments_total Segments ready only after the audio before them would "
+        "have played out (an underrun for a client playing from the first byte).\n"
+        "# TYPE koe_late_segments_total counter\nkoe_late_segments_total %llu\n"
+        "# HELP koe_late_seconds_total The sum of those delays.\n"
+        "# TYPE koe_late_seconds_total counter\nkoe_late_seconds_total %.3f\n",
+        ps.segments_running, ps.segments_ready, po.first_segment_max,
+        (unsigned long long)ps.late_segments, ps.late_seconds);
     audio_cache_stats a;
     audio_cache_get_stats(s->acache, &a);
     koe_text_cache_stats t;
@@ -1087,6 +1095,9 @@ static void log_request(const request *r, int status, double ttfa, double now,
         cJSON_AddNumberToObject(o, "first_bytes_ms", round(jt->first_bytes * 1e4) / 10);
         cJSON_AddNumberToObject(o, "audio_s", round(jt->audio_seconds * 100) / 100);
         cJSON_AddNumberToObject(o, "segments", jt->segments);
+        cJSON_AddNumberToObject(o, "late_segments", jt->late_segments);
+        if (jt->late_segments)
+            cJSON_AddNumberToObject(o, "late_ms", round(jt->late_seconds * 1e4) / 10);
         if (r->key.len) cJSON_AddStringToObject(o, "cache", r->hit ? "hit" : "miss");
     }
     if (r->error[0]) cJSON_AddStringToObject(o, "error", r->error);
