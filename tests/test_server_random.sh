@@ -72,6 +72,16 @@ check "a second start reuses the cache" test -n "$PORT_again"
 check "  without writing it again" test "$(grep -c "writing full-size random weights" "$T/again.log")" = 0
 check "  the file is unchanged" test "$(sha256sum "$CACHE" | cut -d' ' -f1)" = "$sum"
 check "  and speaks" speaks "$PORT_again"
+# Kokoro reports where its first segment's time went: the text side's mark sits between the
+# front end's and the first segment's, and the steps name the encoder side and the vocoder.
+check "  the TTFA breakdown splits text side and vocoder" node -e '
+    const t = JSON.parse(process.argv[1]), s = t.stages;
+    const ok = s.text_side_done.samples === t.samples && t.samples > 0 &&
+        s.front_end_done.p50_ms <= s.text_side_done.p50_ms &&
+        s.text_side_done.p50_ms <= s.first_segment_done.p50_ms &&
+        "encoder_and_predictor" in t.steps_p50_ms && "vocoder" in t.steps_p50_ms &&
+        !("synthesis" in t.steps_p50_ms) && Array.isArray(t.recommendations);
+    process.exit(ok ? 0 : 1)' "$(curl -s "http://127.0.0.1:$PORT_again/v1/performance/ttfa")"
 check "  SIGTERM exits 0" stop again
 
 # 3. A file named as a separate word (the official .pth layout, by its extension).

@@ -118,6 +118,8 @@ void koe_job_release(koe_job *j);
 typedef struct koe_job_times {
     double queue_wait;  /* until a worker took the job's first task */
     double front_end;   /* until its text was cut into segments */
+    double first_text;  /* until its first segment's text side (phonemes, PL-BERT, predictor,
+                           text encoder) was done; 0 when the backend does not say */
     double first_synth; /* until its first segment was synthesized */
     double first_bytes; /* until the first audio was encoded for the reader */
     double total;       /* until the last byte was encoded (0 while running) */

@@ -16,6 +16,12 @@ typedef struct koe_backend koe_backend;
 /* Per-worker state of a backend (a Kokoro context with its scratch; nothing for espeak-ng). */
 typedef struct koe_backend_worker koe_backend_worker;
 
+/* Where a segment's synthesis time went, as far as the backend can tell (0 = unknown). */
+typedef struct koe_segment_costs {
+    double text_seconds;    /* phonemes, tokens, PL-BERT, predictor, text encoder */
+    double vocoder_seconds; /* decoder and generator */
+} koe_segment_costs;
+
 typedef struct koe_segment_job {
     const char *normalized;
     size_t len;
@@ -23,6 +29,7 @@ typedef struct koe_segment_job {
     float speed;
     const struct koe_voice *voice; /* NULL for espeak-ng without voice packs */
     uint64_t seed;
+    koe_segment_costs *costs; /* may be NULL; else filled by speak */
 } koe_segment_job;
 
 struct koe_backend {

@@ -51,7 +51,9 @@ static int speak(koe_backend_worker *w, const koe_segment_job *s, koe_pcm_sink s
     if (!s->voice) return koe_error_set(err, KOE_ERR_INVALID, "Kokoro needs a voice");
     koe_tokens tok;
     memset(&tok, 0, sizeof tok);
+    double t0 = koe_now_s();
     int rc = koe_text_tokens(s->normalized, s->len, s->lang, &tok, err);
+    if (s->costs) s->costs->text_seconds += koe_now_s() - t0;
     for (size_t i = 0; !rc && i < tok.nchunks; i++) {
         const koe_token_chunk *ch = &tok.chunks[i];
         if (ch->count + 2 > KOE_MODEL_MAX_TOKENS) {
@@ -68,6 +70,10 @@ static int speak(koe_backend_worker *w, const koe_segment_job *s, koe_pcm_sink s
         rc = koe_synthesize(w->ctx, w->ids, (int)ch->count + 2,
                             koe_voice_style(s->voice, (int)ch->count), s->speed, noise, NULL,
                             cancel, &out, err);
+        if (!rc && s->costs) {
+            s->costs->text_seconds += out.text_seconds;
+            s->costs->vocoder_seconds += out.decoder_seconds;
+        }
         if (!rc && sink(user, out.audio, (size_t)out.n_samples))
             rc = koe_error_set(err, KOE_ERR_CANCELLED, "cancelled");
     }

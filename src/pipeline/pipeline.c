@@ -487,9 +487,10 @@ static void fade_edges(float *x, size_t n, int rate) {
     }
 }
 
-/* Synthesizes segment i into its slot (no lock held). */
+/* Synthesizes segment i into its slot (no lock held); costs (may be NULL) gets where the time
+ * went. */
 static int run_segment(koe_pipeline *p, koe_backend_worker *bw, koe_job *j, size_t i,
-                       koe_error *err) {
+                       koe_segment_costs *costs, koe_error *err) {
     const koe_segment *sg = &j->segs->items[i];
     if (!sg->normalized_len) return 0; /* nothing to say (e.g. only punctuation) */
     koe_segment_job sj = {.normalized = sg->normalized,
@@ -497,7 +498,8 @@ static int run_segment(koe_pipeline *p, koe_backend_worker *bw, koe_job *j, size
                           .lang = j->lang,
                           .speed = j->speed,
                           .voice = j->voice,
-                          .seed = j->seed ? j->seed + i : 0};
+                          .seed = j->seed ? j->seed + i : 0,
+                          .costs = costs};
     slot_sink ss = {&j->slots[i], &j->cancel};
     int rc = p->backend->speak(bw, &sj, slot_append, &ss, &j->cancel, err);
     if (!rc) fade_edges(j->slots[i].pcm, j->slots[i].n, p->backend->sample_rate);
@@ -584,10 +586,17 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
         }
         int go = !rc && j->nseg && !job_finished(j);
         pthread_mutex_unlock(&p->mu);
-        if (go) rc = run_segment(p, bw, j, 0, &err);
+        koe_segment_costs costs = {0};
+        double t_seg = now_s() - j->t_submit;
+        if (go) rc = run_segment(p, bw, j, 0, &costs, &err);
+        if (go && !rc && costs.text_seconds > 0) {
+            pthread_mutex_lock(&p->mu);
+            j->times.first_text = t_seg + costs.text_seconds;
+            pthread_mutex_unlock(&p->mu);
+        }
     } else {
         i = (size_t)t->seg;
-        rc = run_segment(p, bw, j, i, &err);
+        rc = run_segment(p, bw, j, i, NULL, &err);
     }
     pthread_mutex_lock(&p->mu);
     j->in_flight--;

@@ -33,9 +33,18 @@ static const double ttfa_buckets[] = {0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5,
 #define NBUCKETS (sizeof ttfa_buckets / sizeof ttfa_buckets[0])
 
 /* The marks of a request's way to its first audio byte, in order (seconds since arrival). */
-enum { ST_PARSED, ST_WORKER, ST_FRONT_END, ST_FIRST_SEGMENT, ST_FIRST_ENCODED, NSTAGES };
-static const char *const stage_names[NSTAGES] = {"parsed", "worker_started", "front_end_done",
-                                                 "first_segment_done", "first_bytes_encoded"};
+enum {
+    ST_PARSED,
+    ST_WORKER,
+    ST_FRONT_END,
+    ST_TEXT_SIDE,
+    ST_FIRST_SEGMENT,
+    ST_FIRST_ENCODED,
+    NSTAGES
+};
+static const char *const stage_names[NSTAGES] = {
+    "parsed",         "worker_started",     "front_end_done",
+    "text_side_done", "first_segment_done", "first_bytes_encoded"};
 
 typedef struct status_count {
     int code;
@@ -226,6 +235,71 @@ static const char *ttfa_category(double p95, double target, size_t n) {
     return "CRITICAL";
 }
 
+/* What to change, from which step dominates the median TTFA and how streams fare: a list of
+ * short sentences naming the flag to turn (empty when TTFA is on target and no stream ran dry). */
+static void add_recommendations(koe_server *s, cJSON *t, size_t n, double p50, const char *slowest,
+                                double slowest_ms) {
+    cJSON *rec = cJSON_AddArrayToObject(t, "recommendations");
+    if (!n) return;
+    koe_pipeline_opts po;
+    koe_pipeline_get_opts(s->pipe, &po);
+    koe_pipeline_stats ps;
+    koe_pipeline_get_stats(s->pipe, &ps);
+    const char *prec = koe_pipeline_precision(s->pipe);
+    char line[320];
+    if (ps.late_segments > 0) {
+        snprintf(line, sizeof line,
+                 "%llu segments were ready only after the audio before them had played out "
+                 "(%.0f ms in all): raise --first-segment-max (now %d) or lower --segment-ramp "
+                 "(now %.2g)%s",
+                 (unsigned long long)ps.late_segments, ps.late_seconds * 1e3, po.first_segment_max,
+                 po.segment_ramp,
+                 po.optimize ? "; the optimizer raises the first segment by itself" : "");
+        cJSON_AddItemToArray(rec, cJSON_CreateString(line));
+    }
+    if (p50 <= s->o.ttfa_target_ms || !slowest) return;
+    if (!strcmp(slowest, "vocoder") || !strcmp(slowest, "synthesis")) {
+        snprintf(line, sizeof line,
+                 "the first segment's synthesis dominates (%.0f of %.0f ms): lower "
+                 "--first-segment-max (now %d)%s%s",
+                 slowest_ms, p50, po.first_segment_max,
+                 prec && strcmp(prec, "fp32") ? "" : ", or use a faster --precision (bf16)",
+                 po.optimize ? "" : ", or let --optimize 1 tune it");
+    } else if (!strcmp(slowest, "encoder_and_predictor")) {
+        snprintf(line, sizeof line,
+                 "the first segment's text side dominates (%.0f of %.0f ms): lower "
+                 "--first-segment-max (now %d)",
+                 slowest_ms, p50, po.first_segment_max);
+    } else if (!strcmp(slowest, "queue_wait")) {
+        snprintf(line, sizeof line,
+                 "requests wait for a worker (%.0f of %.0f ms): the server is over capacity; add "
+                 "instances behind the load balancer (deploy/nginx), or lower --max-queue so "
+                 "that clients get 503 and retry elsewhere",
+                 slowest_ms, p50);
+    } else if (!strcmp(slowest, "front_end")) {
+        snprintf(line, sizeof line,
+                 "cutting the text into segments dominates (%.0f of %.0f ms): send long texts "
+                 "in smaller requests",
+                 slowest_ms, p50);
+    } else if (!strcmp(slowest, "audio_encoding")) {
+        snprintf(line, sizeof line,
+                 "encoding the first audio dominates (%.0f of %.0f ms): ask for pcm or wav "
+                 "instead of a compressed format",
+                 slowest_ms, p50);
+    } else if (!strcmp(slowest, "first_write")) {
+        snprintf(line, sizeof line,
+                 "handing the first bytes to the network dominates (%.0f of %.0f ms): the "
+                 "client or a proxy reads slowly (turn proxy buffering off)",
+                 slowest_ms, p50);
+    } else {
+        snprintf(line, sizeof line,
+                 "reading the request dominates (%.0f of %.0f ms): the client sends its body "
+                 "slowly",
+                 slowest_ms, p50);
+    }
+    cJSON_AddItemToArray(rec, cJSON_CreateString(line));
+}
+
 /* The TTFA figures of /status and /v1/performance/ttfa: percentiles, target, miss rate,
  * category, and the breakdown: per mark, when requests reached it (ms since arrival), and the
  * step between consecutive marks that takes longest at the median (where to look first). */
@@ -257,22 +331,28 @@ static cJSON *ttfa_json(koe_server *s) {
         med[k] = got ? a : -1;
     }
     free(v);
-    /* The steps in the order marks are always reached (a streaming backend may hand out bytes
-     * before its first segment is done, so that mark is not in the chain). */
+    /* The steps between consecutive marks, as medians. The text side's mark exists only with a
+     * backend that reports it (Kokoro); without it the synthesis is one step. */
     static const struct {
         const char *name;
         int from, to;
     } steps[] = {{"reading_and_parsing", -1, ST_PARSED},
                  {"queue_wait", ST_PARSED, ST_WORKER},
                  {"front_end", ST_WORKER, ST_FRONT_END},
-                 {"synthesis_and_encoding", ST_FRONT_END, ST_FIRST_ENCODED},
-                 {"hand_off", ST_FIRST_ENCODED, NSTAGES}};
+                 {"encoder_and_predictor", ST_FRONT_END, ST_TEXT_SIDE},
+                 {"vocoder", ST_TEXT_SIDE, ST_FIRST_SEGMENT},
+                 {"synthesis", ST_FRONT_END, ST_FIRST_SEGMENT},
+                 {"audio_encoding", ST_FIRST_SEGMENT, ST_FIRST_ENCODED},
+                 {"first_write", ST_FIRST_ENCODED, NSTAGES}};
     med[NSTAGES] = p50;
     const char *slowest = NULL;
     double worst = -1;
+    cJSON *sj = cJSON_AddObjectToObject(t, "steps_p50_ms");
     for (size_t i = 0; n && v && i < sizeof steps / sizeof steps[0]; i++) {
+        if (!strcmp(steps[i].name, "synthesis") && med[ST_TEXT_SIDE] >= 0) continue;
         double from = steps[i].from < 0 ? 0 : med[steps[i].from], to = med[steps[i].to];
         if (from < 0 || to < 0) continue;
+        cJSON_AddNumberToObject(sj, steps[i].name, round((to - from) * 10) / 10);
         if (to - from > worst) worst = to - from, slowest = steps[i].name;
     }
     if (slowest) {
@@ -281,6 +361,7 @@ static cJSON *ttfa_json(koe_server *s) {
     } else {
         cJSON_AddNullToObject(t, "slowest_step");
     }
+    add_recommendations(s, t, n, p50, slowest, worst);
     return t;
 }
 
@@ -1166,9 +1247,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         s->ttfa_count++;
         s->ttfa_ring[s->ttfa_pos] = ttfa;
         double at = r->t_submit > 0 ? r->t_submit - r->t_arrival : 0;
-        const double marks[NSTAGES] = {at, at + jt.queue_wait, at + jt.front_end,
-                                       at + jt.first_synth, at + jt.first_bytes};
-        const int reached[NSTAGES] = {1, jt.queue_wait > 0, jt.front_end > 0, jt.first_synth > 0,
+        const double marks[NSTAGES] = {at,
+                                       at + jt.queue_wait,
+                                       at + jt.front_end,
+                                       at + jt.first_text,
+                                       at + jt.first_synth,
+                                       at + jt.first_bytes};
+        const int reached[NSTAGES] = {1,
+                                      jt.queue_wait > 0,
+                                      jt.front_end > 0,
+                                      jt.first_text > 0,
+                                      jt.first_synth > 0,
                                       jt.first_bytes > 0};
         for (int k = 0; k < NSTAGES; k++)
             s->stage_ring[k][s->ttfa_pos] = reached[k] ? marks[k] : -1;
