@@ -248,6 +248,10 @@ const rssSamples = [];
         per_minute: { columns: ["minute", "pcm streams", "TTFA p50 ms", "TTFA p95 ms", "RTF p50", "underruns", "RSS max MB"], rows: minutes },
         server_status_counts: codes, server_5xx: server5xx,
         jobs: m && { done: m['koe_jobs_total{outcome="done"}'], cancelled: m['koe_jobs_total{outcome="cancelled"}'], failed: failedJobs },
+        // the server's own count of segments ready after the audio before them had played out
+        // (warm-up included): its view of the underruns counted above
+        server_late_segments: m ? m.koe_late_segments_total ?? null : null,
+        server_late_ms: m && m.koe_late_seconds_total != null ? r1(1000 * m.koe_late_seconds_total) : null,
         alive: alive(), idle_after: !!m,
     };
     const within = (d, t) => d != null && Math.abs(d) < 100 * t;
