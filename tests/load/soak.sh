@@ -6,6 +6,7 @@
 #   tests/load/soak.sh [BUILD] [--seconds 1200 --window 300 --warmup 120 --clients 2 ...]
 #   tests/load/soak.sh build --seconds 120 --window 50 --warmup 20      # the short variant
 # KOE_SOAK_BACKEND=espeak runs the espeak-ng backend instead (no weights).
+# KOE_SOAK_SERVER_LOG=FILE keeps the server's log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=build
@@ -44,6 +45,8 @@ src=0
 wait "$server" || src=$?
 server=
 echo "soak: server exit status after SIGTERM: $src"
+# KOE_SOAK_SERVER_LOG=FILE keeps the server's log (its request lines carry late_segments)
+[ -z "${KOE_SOAK_SERVER_LOG:-}" ] || cp "$work/server.log" "$KOE_SOAK_SERVER_LOG"
 bad=$(grep '"status":5' "$work/server.log" | head -5 || true)
 [ -z "$bad" ] || { echo "soak: 5xx in the server's log:"; echo "$bad"; rc=1; }
 ((src == 0)) || rc=1
