@@ -49,9 +49,10 @@ static ssize_t read_all(koe_job *j, size_t piece, koe_buf *out, koe_error *err) 
     return n;
 }
 
-static koe_pipeline *tiny_pipeline_with(int workers, size_t job_buffer, int lookahead) {
+static koe_pipeline *tiny_pipeline_ex(int workers, size_t job_buffer, int lookahead, int express) {
     /* one thread per segment: the engine's sums are exact per thread count, not across */
     koe_pipeline_opts o = {.workers = workers,
+                           .express_workers = express,
                            .threads = 1,
                            .lookahead = lookahead,
                            .job_buffer = job_buffer,
@@ -62,6 +63,10 @@ static koe_pipeline *tiny_pipeline_with(int workers, size_t job_buffer, int look
     koe_pipeline *p = koe_pipeline_new(&o, &err);
     KT_CHECK(p, "tiny Kokoro pipeline: %s", err.msg);
     return p;
+}
+
+static koe_pipeline *tiny_pipeline_with(int workers, size_t job_buffer, int lookahead) {
+    return tiny_pipeline_ex(workers, job_buffer, lookahead, 0);
 }
 
 static koe_pipeline *tiny_pipeline(int workers, size_t job_buffer) {
@@ -212,40 +217,45 @@ static void test_concurrent_jobs_isolated(void) {
         koe_job_release(j);
     }
     koe_pipeline_free(p);
-    p = tiny_pipeline(2, 2048);
-    if (!p) return;
-    koe_job *jobs[3];
-    for (int i = 0; i < 3; i++) {
-        koe_speech_request r = req(texts[i], voices[i], KOE_FORMAT_PCM, 11 + (uint64_t)i);
-        jobs[i] = koe_pipeline_submit(p, &r, &err);
-        KT_CHECK(jobs[i], "submit %d: %s", i, err.msg);
-    }
-    int open = 3;
-    int ended[3] = {!jobs[0], !jobs[1], !jobs[2]};
-    open -= ended[0] + ended[1] + ended[2];
-    char piece[333];
-    while (open > 0) {
+    /* together: with no express worker, then with three (every first task on one of them,
+     * pausing the later segments of the others while it runs) */
+    for (int round = 0; round < 2; round++) {
+        p = tiny_pipeline_ex(2, 2048, 0, round ? 3 : -1);
+        if (!p) break;
+        koe_job *jobs[3];
         for (int i = 0; i < 3; i++) {
-            if (ended[i]) continue;
-            /* a short wait: a job still queued must not slow the others' reads */
-            ssize_t n = koe_job_read(jobs[i], piece, sizeof piece, 5, &err);
-            if (n > 0) koe_buf_append(&together[i], piece, (size_t)n);
-            if (n == 0 || n == -1) {
-                KT_CHECK(n == 0, "job %d failed: %s", i, err.msg);
-                ended[i] = 1;
-                open--;
+            koe_speech_request r = req(texts[i], voices[i], KOE_FORMAT_PCM, 11 + (uint64_t)i);
+            jobs[i] = koe_pipeline_submit(p, &r, &err);
+            KT_CHECK(jobs[i], "submit %d: %s", i, err.msg);
+        }
+        int open = 3;
+        int ended[3] = {!jobs[0], !jobs[1], !jobs[2]};
+        open -= ended[0] + ended[1] + ended[2];
+        char piece[333];
+        while (open > 0) {
+            for (int i = 0; i < 3; i++) {
+                if (ended[i]) continue;
+                /* a short wait: a job still queued must not slow the others' reads */
+                ssize_t n = koe_job_read(jobs[i], piece, sizeof piece, 5, &err);
+                if (n > 0) koe_buf_append(&together[i], piece, (size_t)n);
+                if (n == 0 || n == -1) {
+                    KT_CHECK(n == 0, "job %d failed: %s", i, err.msg);
+                    ended[i] = 1;
+                    open--;
+                }
             }
         }
+        for (int i = 0; i < 3; i++) {
+            KT_CHECK(alone[i].len > 0 && alone[i].len == together[i].len &&
+                         !memcmp(alone[i].data, together[i].data, alone[i].len),
+                     "job %d, %s express workers: %zu bytes alone, %zu together", i,
+                     round ? "three" : "no", alone[i].len, together[i].len);
+            koe_job_release(jobs[i]);
+            koe_buf_free(&together[i]);
+        }
+        koe_pipeline_free(p);
     }
-    for (int i = 0; i < 3; i++) {
-        KT_CHECK(alone[i].len > 0 && alone[i].len == together[i].len &&
-                     !memcmp(alone[i].data, together[i].data, alone[i].len),
-                 "job %d: %zu bytes alone, %zu together", i, alone[i].len, together[i].len);
-        koe_job_release(jobs[i]);
-        koe_buf_free(&alone[i]);
-        koe_buf_free(&together[i]);
-    }
-    koe_pipeline_free(p);
+    for (int i = 0; i < 3; i++) koe_buf_free(&alone[i]);
 }
 
 static int one_cancelled(const koe_pipeline_stats *s) {

@@ -90,7 +90,72 @@ static void test_bad_count(void) {
     KT_EXPECT(koe_pool_new(0, &e) == NULL && e.code == KOE_ERR_INVALID);
 }
 
+/* The yield hook: called once at the start of every run by the running thread, before any task,
+ * and a run waits inside it for as long as it blocks. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open, reached, calls;
+} gate;
+
+static void gate_yield(void *user) {
+    gate *g = user;
+    pthread_mutex_lock(&g->mu);
+    g->calls++;
+    g->reached = 1;
+    while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+typedef struct runner {
+    koe_pool *p;
+    job *j;
+} runner;
+
+static void *run_200(void *arg) {
+    runner *r = arg;
+    koe_pool_run(r->p, 200, count, r->j);
+    return NULL;
+}
+
+static void test_yield(void) {
+    koe_pool *p = koe_pool_new(2, NULL);
+    KT_CHECK(p != NULL, "pool");
+    if (!p) return;
+    static job j;
+    static gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+    koe_pool_set_yield(p, gate_yield, &g);
+    runner r = {p, &j};
+    pthread_t th;
+    KT_CHECK(pthread_create(&th, NULL, run_200, &r) == 0, "runner thread");
+    int reached = 0;
+    for (int i = 0; i < 60000 && !reached; i++) { /* a state, not a duration */
+        pthread_mutex_lock(&g.mu);
+        reached = g.reached;
+        pthread_mutex_unlock(&g.mu);
+        if (!reached) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    KT_CHECK(reached, "the run reached its yield");
+    KT_CHECK(atomic_load(&j.total) == 0, "no task ran while it yields: %d", atomic_load(&j.total));
+    pthread_mutex_lock(&g.mu);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(th, NULL);
+    KT_CHECK(atomic_load(&j.total) == 200, "then every task: %d", atomic_load(&j.total));
+    koe_pool_run(p, 10, count, &j);
+    KT_CHECK(g.calls == 2 && atomic_load(&j.total) == 210, "one call per run: %d", g.calls);
+    koe_pool_set_yield(p, NULL, NULL);
+    koe_pool_run(p, 10, count, &j);
+    KT_CHECK(g.calls == 2, "unset: not called");
+    koe_pool_free(p);
+}
+
 int main(void) {
+    kt_run("yield", test_yield);
     kt_run("every_task_once", test_every_task_once);
     kt_run("active_threads", test_active_threads);
     kt_run("bad_count", test_bad_count);

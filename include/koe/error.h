@@ -21,7 +21,8 @@ typedef struct koe_error {
     char msg[512];
 } koe_error;
 
-/* Sets *err (if err is not NULL) and returns code, so that `return koe_error_set(...)` reads well. */
+/* Sets *err (if err is not NULL) and returns code, so that `return koe_error_set(...)` reads well.
+ */
 koe_code koe_error_set(koe_error *err, koe_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Prepends context ("loading weights: ") to an error already set. */

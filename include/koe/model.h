@@ -84,6 +84,10 @@ void koe_ctx_free(koe_ctx *c);
 /* The threads the context's next calls use: 1 .. the n_threads it was created with (clamped);
  * returns the count set. Lets a scheduler give a call all the cores when nothing else runs. */
 int koe_ctx_set_threads(koe_ctx *c, int n_threads);
+/* fn(user), when set, is called by the context's thread between two kernels of every call (a few
+ * hundred times per second of audio) and may block: a scheduler's way to pause this context's
+ * work while a more urgent call has the cores. NULL = none. Set between calls only. */
+void koe_ctx_set_yield(koe_ctx *c, void (*fn)(void *user), void *user);
 
 typedef struct koe_synth_out {
     const float *audio; /* n_samples at 24 kHz; owned by the context until its next call */

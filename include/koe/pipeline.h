@@ -38,6 +38,10 @@ typedef struct koe_pipeline_opts {
     int max_queue;          /* jobs beyond `workers` unfinished ones before submit refuses with
                                KOE_ERR_LIMIT; 0 = 4 x workers */
     int lookahead;          /* segments per job synthesized ahead of its reader; 0 = 3 */
+    int express_workers;    /* workers that run only first tasks, with every core: while one
+                               does, the later segments running elsewhere pause at their next
+                               kernel, so a new request's first audio does not wait for them;
+                               0 = 1, < 0 = none */
     int max_active;         /* requests synthesizing at once (the rest wait for their first
                                task, so that admitted streams keep up); 0 = 2 x workers */
     size_t job_buffer;      /* encoded bytes the reader prepares at a time (about); 0 = 64 KiB */
@@ -71,7 +75,7 @@ void koe_pipeline_free(koe_pipeline *p);
 koe_backend_kind koe_pipeline_backend(const koe_pipeline *p);
 const char *koe_pipeline_backend_name(const koe_pipeline *p); /* "kokoro" or "espeak-ng" */
 const char *koe_pipeline_model_path(const koe_pipeline *p);   /* NULL with espeak-ng */
-int koe_pipeline_workers(const koe_pipeline *p);
+int koe_pipeline_workers(const koe_pipeline *p); /* regular workers (express ones not counted) */
 /* The options in effect (defaults filled in; first_segment_max as the optimizer set it). */
 void koe_pipeline_get_opts(koe_pipeline *p, koe_pipeline_opts *o);
 

@@ -77,6 +77,9 @@ static const flag flags[] = {
      "requests synthesizing at once, others wait for their turn (0 = 2 x workers)"},
     {"optimize", "KOE_OPTIMIZE", "1",
      "retune the first-segment length from measured TTFA toward --ttfa-target (0 = off)"},
+    {"express-workers", "KOE_EXPRESS_WORKERS", "1",
+     "workers for first segments only, which pause running later segments to take every core "
+     "(0 = none)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 enum { F_RANDOM = 5 }; /* the one flag whose value is optional */
@@ -112,7 +115,9 @@ static int write_random_weights(const char *path, const char *config, koe_error 
  * one), read to the end. A failure is reported, not fatal: requests would show it too. */
 static void warm_up(koe_pipeline *pipe) {
     koe_job *jobs[64];
-    int n = koe_pipeline_workers(pipe), got = 0;
+    koe_pipeline_opts po;
+    koe_pipeline_get_opts(pipe, &po);
+    int n = po.workers + po.express_workers, got = 0;
     const struct koe_voices *v = koe_pipeline_voices(pipe);
     static const char text[] = "Warming up.";
     koe_speech_request r = {.text = text,
@@ -200,7 +205,7 @@ int koe_cmd_serve(int argc, char **argv) {
     }
     long port, workers, threads, max_queue, max_body, max_input, timeout, max_conn, max_ip, target,
         first_max, normalize, drain, warmup, audio_mb, phoneme_mb, first_min, lookahead, optimize,
-        max_active;
+        max_active, express;
     if (parse_int("port", val[1], 0, 65535, &port) ||
         parse_int("workers", val[6], 0, 64, &workers) ||
         parse_int("threads", val[7], 0, 64, &threads) ||
@@ -216,6 +221,7 @@ int koe_cmd_serve(int argc, char **argv) {
         parse_int("lookahead", val[25], 1, 64, &lookahead) ||
         parse_int("max-active", val[26], 0, 100000, &max_active) ||
         parse_int("optimize", val[27], 0, 1, &optimize) ||
+        parse_int("express-workers", val[28], 0, 8, &express) ||
         parse_int("normalize", val[17], 0, 1, &normalize) ||
         parse_int("drain", val[18], 0, 3600, &drain) ||
         parse_int("warmup", val[19], 0, 1, &warmup) ||
@@ -270,6 +276,7 @@ int koe_cmd_serve(int argc, char **argv) {
                             .precision = (int)prec,
                             .lookahead = (int)lookahead,
                             .max_active = (int)max_active,
+                            .express_workers = express ? (int)express : -1,
                             .first_segment_max = (int)first_max,
                             .first_segment_min = (int)first_min,
                             .segment_ramp = ramp,

@@ -244,6 +244,10 @@ int koe_ctx_set_threads(koe_ctx *c, int n_threads) {
     return koe_pool_set_active(c->pool, n_threads);
 }
 
+void koe_ctx_set_yield(koe_ctx *c, void (*fn)(void *user), void *user) {
+    koe_pool_set_yield(c->pool, fn, user);
+}
+
 void koe_ctx_free(koe_ctx *c) {
     if (!c) return;
     koe_pool_free(c->pool);

@@ -19,6 +19,8 @@ struct koe_pool {
     void *arg;
     int n_tasks;
     atomic_int next; /* next task index to take */
+    void (*yield)(void *user);
+    void *yield_user;
 };
 
 static void drain(koe_pool *p) {
@@ -107,8 +109,15 @@ int koe_pool_set_active(koe_pool *p, int n) {
     return p->active;
 }
 
+void koe_pool_set_yield(koe_pool *p, void (*fn)(void *user), void *user) {
+    if (!p) return;
+    p->yield = fn;
+    p->yield_user = user;
+}
+
 void koe_pool_run(koe_pool *p, int n_tasks, koe_pool_fn fn, void *arg) {
     if (n_tasks <= 0) return;
+    if (p && p->yield) p->yield(p->yield_user);
     if (!p || p->active == 1 || n_tasks == 1) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t);
         return;

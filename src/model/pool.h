@@ -19,6 +19,11 @@ int koe_pool_size(const koe_pool *pool);
  * before the change must be sized again. */
 int koe_pool_set_active(koe_pool *pool, int n);
 
+/* fn(user), when set, is called by the thread that runs the pool at the start of every run
+ * (between two kernels) and may block there: how a scheduler pauses this context's work while
+ * more urgent work has the cores. NULL = none. Set between runs only. */
+void koe_pool_set_yield(koe_pool *pool, void (*fn)(void *user), void *user);
+
 /* Runs fn(arg, task) for task = 0 .. n_tasks-1 spread over the pool's threads (the caller takes
  * part) and returns when all are done. Not re-entrant: fn must not call koe_pool_run. */
 typedef void (*koe_pool_fn)(void *arg, int task);

@@ -39,6 +39,9 @@ struct koe_backend {
     void (*worker_free)(koe_backend_worker *w);
     /* threads the worker's next segments use (1 .. its threads); NULL when it has no threads */
     void (*set_threads)(koe_backend_worker *w, int threads);
+    /* fn(user) between two kernels of the worker's segments, may block (koe_ctx_set_yield); NULL
+     * when the backend cannot pause */
+    void (*set_yield)(koe_backend_worker *w, void (*fn)(void *user), void *user);
     int (*speak)(koe_backend_worker *w, const koe_segment_job *s, koe_pcm_sink sink, void *user,
                  volatile const int *cancel, koe_error *err);
     void (*free)(koe_backend *b);

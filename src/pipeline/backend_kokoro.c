@@ -46,6 +46,10 @@ static void set_threads(koe_backend_worker *w, int threads) {
     koe_ctx_set_threads(w->ctx, threads);
 }
 
+static void set_yield(koe_backend_worker *w, void (*fn)(void *user), void *user) {
+    koe_ctx_set_yield(w->ctx, fn, user);
+}
+
 static int speak(koe_backend_worker *w, const koe_segment_job *s, koe_pcm_sink sink, void *user,
                  volatile const int *cancel, koe_error *err) {
     if (!s->voice) return koe_error_set(err, KOE_ERR_INVALID, "Kokoro needs a voice");
@@ -105,6 +109,7 @@ koe_backend *koe_backend_kokoro_new(const char *model_path, const char *config_p
     kb->base.worker_new = worker_new;
     kb->base.worker_free = worker_free;
     kb->base.set_threads = set_threads;
+    kb->base.set_yield = set_yield;
     kb->base.speak = speak;
     kb->base.free = backend_free;
     kb->base.model_path = model_path;

@@ -89,6 +89,10 @@ struct koe_pipeline {
     koe_job *head, *tail; /* unfinished jobs (and finished ones a worker still works on) */
     int unfinished, stopping;
     int budget, in_use; /* cores, and those the running tasks use */
+    /* first tasks running on express workers; while any does, later segments pause at their
+     * next kernel (yield_to_first) and no new one starts: the first segment has the cores */
+    atomic_int express_running;
+    pthread_cond_t resume; /* with mu: express_running fell to 0, or stopping */
     /* the optimizer (under mu) */
     int first_max; /* the first-segment length new jobs get */
     koe_opt_sample samples[64];
@@ -118,6 +122,7 @@ static void pipeline_destroy(koe_pipeline *p) {
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->has_work);
     pthread_cond_destroy(&p->opt_wake);
+    pthread_cond_destroy(&p->resume);
     free(p);
 }
 
@@ -400,6 +405,7 @@ typedef struct task {
     koe_job *job;
     long seg;
     int threads;
+    int express; /* on an express worker: not charged to the core budget */
 } task;
 
 static koe_sched_entry entry_of(const koe_job *j) {
@@ -413,10 +419,14 @@ static koe_sched_entry entry_of(const koe_job *j) {
                              .sched_seconds = j->sched_seconds};
 }
 
-/* Under p->mu: the next task by the policy of schedule.h, marked as taken; or 0. */
-static int pick_task(koe_pipeline *p, task *t) {
+/* Under p->mu: the next task by the policy of schedule.h, marked as taken; or 0. An express
+ * worker takes first tasks only, with every core whatever the budget (the later segments running
+ * meanwhile pause); a regular worker takes a task only on free cores, and no later segment while
+ * an express worker runs. */
+static int pick_task(koe_pipeline *p, int express, task *t) {
     int free_cores = p->budget - p->in_use;
-    if (free_cores < 1) return 0;
+    if (!express && free_cores < 1) return 0;
+    int hold_later = express || atomic_load(&p->express_running) > 0;
     /* requests still synthesizing: while there are max_active, no new one starts */
     int synthesizing = 0;
     for (koe_job *j = p->head; j; j = j->next)
@@ -429,27 +439,32 @@ static int pick_task(koe_pipeline *p, task *t) {
         koe_sched_entry e = entry_of(j);
         koe_task_kind k = koe_sched_kind(&e, p->opts.lookahead);
         if (k == KOE_TASK_FIRST && synthesizing >= p->opts.max_active) continue;
+        if (k == KOE_TASK_LATER && hold_later) continue;
         if (k != KOE_TASK_NONE && (!best || koe_sched_before(&e, k, &be, bk)))
             best = j, be = e, bk = k;
     }
     if (!best) return 0;
     best->in_flight++;
     p->stats.segments_running++;
-    int threads = koe_sched_threads(bk, free_cores, p->unfinished, p->opts.threads);
-    p->in_use += threads;
+    int threads = express ? p->opts.threads
+                          : koe_sched_threads(bk, free_cores, p->unfinished, p->opts.threads);
+    if (express)
+        atomic_fetch_add(&p->express_running, 1);
+    else
+        p->in_use += threads;
     if (bk == KOE_TASK_FIRST) {
         best->started = 1;
         best->first_max = p->first_max;
         p->stats.queued--;
         p->stats.running++;
         best->times.queue_wait = now_s() - best->t_submit;
-        *t = (task){best, -1, threads};
+        *t = (task){best, -1, threads, express};
         return 1;
     }
     size_t i = best->next_sched++;
     best->slots[i].state = SEG_RUNNING;
     best->sched_seconds += best->slots[i].seconds;
-    *t = (task){best, (long)i, threads};
+    *t = (task){best, (long)i, threads, 0};
     return 1;
 }
 
@@ -601,7 +616,11 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
     pthread_mutex_lock(&p->mu);
     j->in_flight--;
     p->stats.segments_running--;
-    p->in_use -= t->threads;
+    if (t->express) {
+        if (atomic_fetch_sub(&p->express_running, 1) == 1) pthread_cond_broadcast(&p->resume);
+    } else {
+        p->in_use -= t->threads;
+    }
     pthread_cond_broadcast(&p->has_work); /* cores are free again */
     p->stats.synth_seconds += now_s() - t0;
     if (job_finished(j)) {
@@ -690,22 +709,41 @@ int koe_pipeline_get_decisions(koe_pipeline *p, koe_pipeline_decision *out, int 
 
 typedef struct worker_arg {
     koe_pipeline *p;
+    int express;
+    int running_later; /* the worker's own thread only */
 } worker_arg;
 
+/* A regular worker's backend calls this between two kernels: while it runs a later segment and
+ * an express worker runs a first one, it waits, leaving the cores to the first segment (time to
+ * first audio under load). A few hundred checks per second of audio, one atomic load each. */
+static void yield_to_first(void *user) {
+    worker_arg *w = user;
+    koe_pipeline *p = w->p;
+    if (!w->running_later || atomic_load(&p->express_running) == 0) return;
+    pthread_mutex_lock(&p->mu);
+    while (atomic_load(&p->express_running) > 0 && !p->stopping)
+        pthread_cond_wait(&p->resume, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void *worker_main(void *arg) {
-    koe_pipeline *p = ((worker_arg *)arg)->p;
-    free(arg);
+    worker_arg *w = arg;
+    koe_pipeline *p = w->p;
     koe_error err = {0};
     koe_backend_worker *bw = p->backend->worker_new(p->backend, p->opts.threads, &err);
+    if (bw && !w->express && p->backend->set_yield) p->backend->set_yield(bw, yield_to_first, w);
     for (;;) {
         task t;
         pthread_mutex_lock(&p->mu);
         int got;
-        while (!(got = pick_task(p, &t)) && !p->stopping) pthread_cond_wait(&p->has_work, &p->mu);
+        while (!(got = pick_task(p, w->express, &t)) && !p->stopping)
+            pthread_cond_wait(&p->has_work, &p->mu);
         pthread_mutex_unlock(&p->mu);
         if (!got) break;
+        w->running_later = t.seg >= 0;
         run_task(p, bw, &t, &err);
     }
+    free(w);
     if (bw) p->backend->worker_free(bw);
     return NULL;
 }
@@ -733,6 +771,9 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
     if (p->opts.max_queue <= 0) p->opts.max_queue = 4 * p->opts.workers;
     if (p->opts.lookahead <= 0) p->opts.lookahead = 3;
     if (p->opts.max_active <= 0) p->opts.max_active = 2 * p->opts.workers;
+    if (p->opts.express_workers == 0) p->opts.express_workers = 1;
+    if (p->opts.express_workers < 0) p->opts.express_workers = 0;
+    if (p->opts.express_workers > 8) p->opts.express_workers = 8;
     if (!p->opts.job_buffer) p->opts.job_buffer = 64 * 1024;
     if (p->opts.first_segment_max <= 0) p->opts.first_segment_max = 32;
     if (p->opts.segment_ramp == 0) p->opts.segment_ramp = 2.0;
@@ -744,6 +785,8 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->has_work, NULL);
     pthread_cond_init(&p->opt_wake, NULL);
+    pthread_cond_init(&p->resume, NULL);
+    atomic_init(&p->express_running, 0);
     char vdir[4096];
     snprintf(vdir, sizeof vdir, "%s/voices", p->opts.data_dir ? p->opts.data_dir : "data");
     koe_error verr = {0};
@@ -768,25 +811,31 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
         pipeline_unref(p);
         return NULL;
     }
-    p->threads = calloc((size_t)p->opts.workers, sizeof *p->threads);
-    for (int i = 0; p->threads && i < p->opts.workers; i++) {
-        worker_arg *wa = malloc(sizeof *wa);
+    int all = p->opts.workers + p->opts.express_workers;
+    p->threads = calloc((size_t)all, sizeof *p->threads);
+    for (int i = 0; p->threads && i < all; i++) {
+        worker_arg *wa = calloc(1, sizeof *wa);
         if (!wa) break;
         wa->p = p;
+        wa->express = i >= p->opts.workers;
         if (pthread_create(&p->threads[i], NULL, worker_main, wa)) {
             free(wa);
             break;
         }
         p->nthreads++;
     }
-    if (p->nthreads > 0 && p->opts.optimize)
-        p->opt_running = !pthread_create(&p->opt_thread, NULL, optimizer_main, p);
-    if (p->nthreads == 0) {
+    if (p->nthreads < all) { /* every worker or none: a pipeline short of one could hang */
+        pthread_mutex_lock(&p->mu);
+        p->stopping = 1;
+        pthread_cond_broadcast(&p->has_work);
+        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
         koe_error_set(err, KOE_ERR_INTERNAL, "cannot start worker threads");
         free(p->threads);
         pipeline_unref(p);
         return NULL;
     }
+    if (p->opts.optimize) p->opt_running = !pthread_create(&p->opt_thread, NULL, optimizer_main, p);
     return p;
 }
 
@@ -797,6 +846,7 @@ void koe_pipeline_free(koe_pipeline *p) {
     for (koe_job *j = p->head; j; j = j->next) job_cancel_locked(p, j);
     pthread_cond_broadcast(&p->has_work);
     pthread_cond_broadcast(&p->opt_wake);
+    pthread_cond_broadcast(&p->resume);
     pthread_mutex_unlock(&p->mu);
     if (p->opt_running) pthread_join(p->opt_thread, NULL);
     for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
@@ -828,14 +878,13 @@ const char *koe_pipeline_model_path(const koe_pipeline *p) {
     return p->opts.model_path ? p->model_path : NULL;
 }
 int koe_pipeline_workers(const koe_pipeline *p) {
-    return p->nthreads;
+    return p->opts.workers;
 }
 void koe_pipeline_get_opts(koe_pipeline *p, koe_pipeline_opts *o) {
     pthread_mutex_lock(&p->mu);
     *o = p->opts;
     o->first_segment_max = p->first_max;
     pthread_mutex_unlock(&p->mu);
-    o->workers = p->nthreads;
 }
 const char *koe_pipeline_precision(const koe_pipeline *p) {
     return p->backend->precision;

@@ -442,6 +442,7 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     koe_pipeline_get_opts(s->pipe, &po);
     cJSON *pl = cJSON_AddObjectToObject(root, "pipeline");
     cJSON_AddNumberToObject(pl, "workers", po.workers);
+    cJSON_AddNumberToObject(pl, "express_workers", po.express_workers);
     cJSON_AddNumberToObject(pl, "threads_per_worker", po.threads);
     cJSON_AddNumberToObject(pl, "lookahead_segments", po.lookahead);
     cJSON_AddNumberToObject(pl, "max_active", po.max_active);
