@@ -61,7 +61,7 @@ check "  writes the cache file in the data folder" test -s "$CACHE"
 check "  says it wrote it" grep -q "writing full-size random weights to $CACHE" "$T/first.log"
 check "  leaves no partial file" test -z "$(ls "$T/data" | grep partial)"
 check "  runs Kokoro on it" backend_is "$PORT_first" 'kokoro-random-v1_0\.safetensors$'
-check "  warms both workers up before ready" grep -q "warm-up: 2 workers" "$T/first.log"
+check "  warms both workers (and the express one) up before ready" grep -q "warm-up: 2 workers + 1 express" "$T/first.log"
 check "  speaks" speaks "$PORT_first"
 check "  SIGTERM exits 0" stop first
 

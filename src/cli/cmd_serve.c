@@ -139,8 +139,8 @@ static void warm_up(koe_pipeline *pipe) {
         koe_job_release(jobs[i]);
     }
     if (got && !failed)
-        fprintf(stderr, "koe: warm-up: %d worker%s in %.0f ms\n", got, got > 1 ? "s" : "",
-                (koe_now_s() - t0) * 1e3);
+        fprintf(stderr, "koe: warm-up: %d worker%s + %d express in %.0f ms\n", po.workers,
+                po.workers > 1 ? "s" : "", po.express_workers, (koe_now_s() - t0) * 1e3);
 }
 
 /* The pipeline's log lines (the optimizer's decisions): one JSON object a line, like requests'. */
