@@ -16,6 +16,7 @@ static size_t fill(koe_opt_sample *s, size_t n, double rate, double over) {
         s[i].first_synth = rate * (double)s[i].first_chars;
         s[i].ttfa = s[i].first_synth + over;
         s[i].has_next = s[i].starved = 0;
+        s[i].first_audio = 0;
     }
     return n;
 }
@@ -25,31 +26,36 @@ static void test_lowers_toward_target(void) {
     char why[240];
     /* 10 ms a character + 20 ms: 13 characters meet 150 ms; from 32, one step of 1.5 at most */
     size_t n = fill(s, 10, 0.010, 0.020);
-    int next = koe_opt_propose(s, n, 32, &B, NULL, why, sizeof why);
+    int next = koe_opt_propose(s, n, 32, NULL, &B, NULL, why, sizeof why);
     KT_CHECK(next == 21, "32 -> %d", next);
     KT_CHECK(strstr(why, "first-segment-max 32 -> 21") != NULL, "reason: %s", why);
-    next = koe_opt_propose(s, n, 21, &B, NULL, why, sizeof why);
+    next = koe_opt_propose(s, n, 21, NULL, &B, NULL, why, sizeof why);
     KT_CHECK(next == 14, "21 -> %d", next);
     /* at 14 the aim (13) is inside the dead band: keep, and say nothing */
-    next = koe_opt_propose(s, n, 14, &B, NULL, why, sizeof why);
+    next = koe_opt_propose(s, n, 14, NULL, &B, NULL, why, sizeof why);
     KT_CHECK(next == 14 && why[0] == 0, "14 -> %d (%s)", next, why);
 }
 
 static void test_raises_when_fast(void) {
     koe_opt_sample s[10];
     size_t n = fill(s, 10, 0.0001, 0.005); /* a fast engine: the target allows far more */
-    KT_CHECK(koe_opt_propose(s, n, 32, &B, NULL, NULL, 0) == 48, "one step up");
-    KT_CHECK(koe_opt_propose(s, n, 120, &B, NULL, NULL, 0) == 150, "never above the upper bound");
-    KT_CHECK(koe_opt_propose(s, n, 140, &B, NULL, NULL, 0) == 140, "inside the dead band: keep");
+    KT_CHECK(koe_opt_propose(s, n, 32, NULL, &B, NULL, NULL, 0) == 48, "one step up");
+    KT_CHECK(koe_opt_propose(s, n, 120, NULL, &B, NULL, NULL, 0) == 150,
+             "never above the upper bound");
+    KT_CHECK(koe_opt_propose(s, n, 140, NULL, &B, NULL, NULL, 0) == 140,
+             "inside the dead band: keep");
 }
 
 static void test_bounds_and_no_figures(void) {
     koe_opt_sample s[10];
     size_t n = fill(s, 10, 0.100, 0.050); /* far too slow: the aim is below one character */
-    KT_CHECK(koe_opt_propose(s, n, 16, &B, NULL, NULL, 0) == 12, "never below the lower bound");
-    KT_CHECK(koe_opt_propose(s, 0, 32, &B, NULL, NULL, 0) == 32, "no figures: keep");
-    koe_opt_sample empty[3] = {{0.2, 0.1, 0, 0, 0}, {0.2, 0, 10, 0, 0}, {0.05, 0.1, 10, 0, 0}};
-    KT_CHECK(koe_opt_propose(empty, 3, 32, &B, NULL, NULL, 0) == 32, "unusable figures: keep");
+    KT_CHECK(koe_opt_propose(s, n, 16, NULL, &B, NULL, NULL, 0) == 12,
+             "never below the lower bound");
+    KT_CHECK(koe_opt_propose(s, 0, 32, NULL, &B, NULL, NULL, 0) == 32, "no figures: keep");
+    koe_opt_sample empty[3] = {
+        {0.2, 0.1, 0, 0, 0, 0}, {0.2, 0, 10, 0, 0, 0}, {0.05, 0.1, 10, 0, 0, 0}};
+    KT_CHECK(koe_opt_propose(empty, 3, 32, NULL, &B, NULL, NULL, 0) == 32,
+             "unusable figures: keep");
 }
 
 /* Streams that ran dry after their first segment: continuity before TTFA. */
@@ -60,9 +66,9 @@ static void test_starved_streams_raise(void) {
     for (size_t i = 0; i < n; i++) s[i].has_next = 1;
     s[3].starved = 1; /* 1 of 10: not more than 1 in 10, but no step down either */
     koe_opt_state st = {0};
-    KT_CHECK(koe_opt_propose(s, n, 32, &B, &st, why, sizeof why) == 32, "one starved: keep");
+    KT_CHECK(koe_opt_propose(s, n, 32, NULL, &B, &st, why, sizeof why) == 32, "one starved: keep");
     s[7].starved = 1; /* 2 of 10: up one step, whatever TTFA says */
-    int next = koe_opt_propose(s, n, 32, &B, &st, why, sizeof why);
+    int next = koe_opt_propose(s, n, 32, NULL, &B, &st, why, sizeof why);
     KT_CHECK(next == 48, "32 -> %d", next);
     KT_CHECK(strstr(why, "2 of 10 streams ran dry") != NULL, "reason: %s", why);
     KT_CHECK(st.floor == 48 && st.floor_left == KOE_OPT_FLOOR_DECISIONS, "floor %d for %d",
@@ -70,7 +76,7 @@ static void test_starved_streams_raise(void) {
     /* streams without a second segment say nothing about it */
     for (size_t i = 0; i < n; i++) s[i].has_next = 0;
     koe_opt_state st2 = {0};
-    KT_CHECK(koe_opt_propose(s, n, 32, &B, &st2, NULL, 0) == 21, "no second segments: TTFA");
+    KT_CHECK(koe_opt_propose(s, n, 32, NULL, &B, &st2, NULL, 0) == 21, "no second segments: TTFA");
 }
 
 static void test_floor_holds_then_expires(void) {
@@ -78,16 +84,77 @@ static void test_floor_holds_then_expires(void) {
     size_t n = fill(s, 10, 0.010, 0.020); /* TTFA wants 13 */
     for (size_t i = 0; i < n; i++) s[i].has_next = 1;
     koe_opt_state st = {.floor = 48, .floor_left = 2};
-    KT_CHECK(koe_opt_propose(s, n, 48, &B, &st, NULL, 0) == 48, "floor holds (1)");
-    KT_CHECK(koe_opt_propose(s, n, 48, &B, &st, NULL, 0) == 48, "floor holds (2)");
+    KT_CHECK(koe_opt_propose(s, n, 48, NULL, &B, &st, NULL, 0) == 48, "floor holds (1)");
+    KT_CHECK(koe_opt_propose(s, n, 48, NULL, &B, &st, NULL, 0) == 48, "floor holds (2)");
     KT_CHECK(st.floor_left == 0, "floor used up");
-    KT_CHECK(koe_opt_propose(s, n, 48, &B, &st, NULL, 0) == 32, "then TTFA again: 48 -> 32");
+    KT_CHECK(koe_opt_propose(s, n, 48, NULL, &B, &st, NULL, 0) == 32, "then TTFA again: 48 -> 32");
     /* already at the top: a starved stream cannot raise it further */
     s[0].starved = s[1].starved = 1;
-    KT_CHECK(koe_opt_propose(s, n, 150, &B, &st, NULL, 0) == 150, "at the upper bound");
+    KT_CHECK(koe_opt_propose(s, n, 150, NULL, &B, &st, NULL, 0) == 150, "at the upper bound");
+}
+
+/* The segment ramp: down when the first segment's synthesis is too slow for a next segment that
+ * much longer, back up when there is room. */
+static void test_ramp(void) {
+    koe_opt_bounds b = B;
+    b.ramp_lo = 1.25;
+    b.ramp_hi = 2;
+    koe_opt_sample s[10];
+    char why[240];
+    size_t n = fill(s, 10, 0.010, 0.020);
+    for (size_t i = 0; i < n; i++) {
+        s[i].has_next = 1;
+        s[i].first_audio = s[i].first_synth / 0.6; /* synthesis at 0.6 of the audio's length */
+    }
+    s[2].starved = s[5].starved = s[8].starved = 1;
+    double ramp = 2;
+    koe_opt_state st = {0};
+    int next = koe_opt_propose(s, n, 32, &ramp, &b, &st, why, sizeof why);
+    KT_CHECK(next == 32, "the first segment stays: %d", next);
+    KT_CHECK(ramp > 1.333 && ramp < 1.334, "ramp 2 -> 0.8 / 0.6 = %.4f", ramp);
+    KT_CHECK(strstr(why, "segment-ramp 2.00 -> 1.33") != NULL, "reason: %s", why);
+    /* still starving with the ramp now in reach: the overhead, so the first segment goes up */
+    next = koe_opt_propose(s, n, 32, &ramp, &b, &st, NULL, 0);
+    KT_CHECK(ramp > 1.333 && ramp < 1.334 && next == 48, "then the first segment: %d (ramp %.4f)",
+             next, ramp);
+    /* synthesis at 0.9 of the audio: never below the bound */
+    for (size_t i = 0; i < n; i++) s[i].first_audio = s[i].first_synth / 0.9;
+    ramp = 2;
+    koe_opt_propose(s, n, 32, &ramp, &b, NULL, NULL, 0);
+    KT_CHECK(ramp == 1.25, "straight to its bound (0.8 / 0.9 is below it): %.4f", ramp);
+    /* synthesis at 0.5: one step of 1.25 (0.8 / 0.5 = 1.6 is the same step) */
+    for (size_t i = 0; i < n; i++) s[i].first_audio = s[i].first_synth / 0.5;
+    ramp = 2;
+    koe_opt_propose(s, n, 32, &ramp, &b, NULL, NULL, 0);
+    KT_CHECK(ramp > 1.5999 && ramp < 1.6001, "2 -> 1.6: %.4f", ramp);
+    for (size_t i = 0; i < n; i++) s[i].first_audio = s[i].first_synth / 0.9;
+    ramp = 1.25;
+    next = koe_opt_propose(s, n, 32, &ramp, &b, NULL, NULL, 0);
+    KT_CHECK(ramp == 1.25 && next == 48, "at the bound, the first segment goes up: %d", next);
+    /* a fast first segment (0.2 of its audio): the ramp is not the problem */
+    for (size_t i = 0; i < n; i++) s[i].first_audio = s[i].first_synth / 0.2;
+    ramp = 2;
+    next = koe_opt_propose(s, n, 32, &ramp, &b, NULL, NULL, 0);
+    KT_CHECK(ramp == 2 && next == 48, "fast: ramp %.2f stays, first %d up", ramp, next);
+    /* no stream starved, fast, the length on target: the ramp recovers a step */
+    for (size_t i = 0; i < n; i++) {
+        s[i].starved = 0;
+        s[i].first_audio = s[i].first_synth / 0.1;
+    }
+    ramp = 1.25;
+    next = koe_opt_propose(s, n, 14, &ramp, &b, NULL, why, sizeof why);
+    KT_CHECK(next == 14 && ramp > 1.5624 && ramp < 1.5626, "ramp back up to %.4f (%s)", ramp, why);
+    ramp = 1.9;
+    koe_opt_propose(s, n, 14, &ramp, &b, NULL, NULL, 0);
+    KT_CHECK(ramp == 2, "never above ramp_hi: %.4f", ramp);
+    /* without bounds (or NULL) it is never touched */
+    ramp = 1.25;
+    koe_opt_propose(s, n, 14, &ramp, &B, NULL, NULL, 0);
+    KT_CHECK(ramp == 1.25, "untuned without bounds");
 }
 
 int main(void) {
+    kt_run("the segment ramp", test_ramp);
     kt_run("starved streams raise it", test_starved_streams_raise);
     kt_run("the floor holds, then expires", test_floor_holds_then_expires);
     kt_run("lowers toward the target", test_lowers_toward_target);

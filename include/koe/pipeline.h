@@ -56,9 +56,10 @@ typedef struct koe_pipeline_opts {
                               each is ready before the audio before it has played; 0 = 2,
                               <= 1 = no ramp (whole sentences after the first segment) */
     /* The real-time optimizer: a background thread that retunes first_segment_max (between 12
-     * and 150 characters) from recent requests' first-segment figures so that TTFA meets
-     * ttfa_target; it never blocks a request. Every decision is kept (koe_pipeline_get_decisions)
-     * and passed to log. */
+     * and 150 characters) and segment_ramp (between 1.25 and the configured ramp) from recent
+     * requests' first-segment figures so that streams do not run dry after their first segment
+     * and TTFA meets ttfa_target; it never blocks a request. Every decision is kept
+     * (koe_pipeline_get_decisions) and passed to log. */
     int optimize;           /* non-zero: on */
     double ttfa_target;     /* seconds; 0 = 0.15 */
     int optimize_period_ms; /* how often it looks; 0 = 2000 */
@@ -82,6 +83,7 @@ void koe_pipeline_get_opts(koe_pipeline *p, koe_pipeline_opts *o);
 typedef struct koe_pipeline_decision {
     double at; /* seconds since the pipeline started */
     int first_segment_max_from, first_segment_max_to;
+    double segment_ramp_from, segment_ramp_to; /* equal when only the length changed */
     char reason[240];
 } koe_pipeline_decision;
 /* The optimizer's latest decisions (at most 16 kept), oldest first; returns how many. */

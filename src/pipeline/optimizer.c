@@ -6,8 +6,18 @@
 
 #include "koe/base.h"
 
-int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, const koe_opt_bounds *b,
-                    koe_opt_state *st, char *reason, size_t reason_cap) {
+/* Median synthesis time over audio length of the first segments (0 when none says). */
+static double first_rtf(const koe_opt_sample *s, size_t n) {
+    double r[64];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < 64; i++)
+        if (s[i].first_audio > 0 && s[i].first_synth > 0)
+            r[k++] = s[i].first_synth / s[i].first_audio;
+    return k ? koe_median(r, k) : 0;
+}
+
+int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, double *ramp,
+                    const koe_opt_bounds *b, koe_opt_state *st, char *reason, size_t reason_cap) {
     if (reason && reason_cap) reason[0] = 0;
     if (n == 0) return cur;
     koe_opt_state none = {0};
@@ -18,6 +28,22 @@ int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, const koe_opt_bo
     for (size_t i = 0; i < n; i++) {
         with_next += s[i].has_next != 0;
         starved += s[i].has_next && s[i].starved;
+    }
+    double rho = first_rtf(s, n);
+    int tune_ramp = ramp && b->ramp_hi > b->ramp_lo && b->ramp_lo >= 1;
+    if (starved > 0 && starved * 10 > with_next && tune_ramp && rho * *ramp > 0.8 &&
+        *ramp > b->ramp_lo + 1e-9) {
+        double was = *ramp, next = was / 1.25;
+        if (next > 0.8 / rho) next = 0.8 / rho;
+        if (next < b->ramp_lo) next = b->ramp_lo;
+        *ramp = next;
+        if (reason && reason_cap)
+            snprintf(reason, reason_cap,
+                     "%zu of %zu streams ran dry after their first segment, whose synthesis took "
+                     "%.2f of its audio's length: a next segment %.2f times longer cannot be ready "
+                     "in time, so segment-ramp %.2f -> %.2f",
+                     starved, with_next, rho, was, was, next);
+        return cur;
     }
     if (starved > 0 && starved * 10 > with_next) {
         int next = (int)ceil(cur * b->max_step);
@@ -54,7 +80,19 @@ int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, const koe_opt_bo
     if (want < floor) want = floor;
     if (starved > 0 && want < cur) want = cur;
     int next = (int)lround(want);
-    if (fabs((double)next - cur) <= b->deadband * cur) return cur;
+    if (fabs((double)next - cur) <= b->deadband * cur) {
+        if (tune_ramp && !starved && rho > 0 && *ramp < b->ramp_hi - 1e-9 &&
+            rho * *ramp * 1.25 < 0.5) {
+            double was = *ramp;
+            *ramp = was * 1.25 < b->ramp_hi ? was * 1.25 : b->ramp_hi;
+            if (reason && reason_cap)
+                snprintf(reason, reason_cap,
+                         "first segments synthesize in %.2f of their audio's length and no stream "
+                         "ran dry: segment-ramp %.2f -> %.2f",
+                         rho, was, *ramp);
+        }
+        return cur;
+    }
     if (reason && reason_cap)
         snprintf(reason, reason_cap,
                  "TTFA p50 %.0f ms vs target %.0f ms over %zu requests: %.2f ms per character of "

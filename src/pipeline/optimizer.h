@@ -11,16 +11,18 @@ typedef struct koe_opt_sample {
     double ttfa;        /* seconds from submit to its first encoded audio */
     double first_synth; /* seconds its first segment took on the worker */
     size_t first_chars; /* characters of that segment's normalized text */
+    double first_audio; /* seconds of audio it gave (0 = unknown) */
     int has_next;       /* a second segment followed it */
     int starved;        /* that second segment was ready only after the first one's audio (and
                            pause) would have played out in real time from the first byte */
 } koe_opt_sample;
 
 typedef struct koe_opt_bounds {
-    int lo, hi;      /* first-segment length bounds, characters */
-    double target;   /* TTFA target, seconds */
-    double max_step; /* largest change per decision, as a factor (e.g. 1.5) */
-    double deadband; /* no change under this relative difference (e.g. 0.1) */
+    int lo, hi;              /* first-segment length bounds, characters */
+    double target;           /* TTFA target, seconds */
+    double max_step;         /* largest change per decision, as a factor (e.g. 1.5) */
+    double deadband;         /* no change under this relative difference (e.g. 0.1) */
+    double ramp_lo, ramp_hi; /* segment-ramp bounds when it is tuned (see koe_opt_propose) */
 } koe_opt_bounds;
 
 /* What the optimizer remembers between decisions (zero-initialized at start). */
@@ -33,13 +35,24 @@ typedef struct koe_opt_state {
 
 /* The proposed first-segment length for the current one `cur`, or `cur` itself when the figures
  * say to keep it (or there are none). reason (may be NULL) receives a short explanation.
+ *
  * Continuity first: when more than 1 in 10 of the streams with a second segment ran dry after
- * their first, the first segment is too short for what comes next: one step up, and that length
- * becomes a floor for the next KOE_OPT_FLOOR_DECISIONS decisions (so that the TTFA target does
- * not pull it straight back); any starved stream at all forbids a step down. Otherwise TTFA:
- * the model ttfa = overhead + seconds_per_char x length, both medians over the samples, aimed
- * at the target. st (may be NULL = no memory) is updated. */
-int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, const koe_opt_bounds *b,
-                    koe_opt_state *st, char *reason, size_t reason_cap);
+ * their first, the next segment could not be synthesized while the first played. With rho = the
+ * first segment's synthesis time over its audio length (median), a second segment `ramp` times
+ * longer costs about rho x ramp first-segment lengths; so when rho x ramp > 0.8 the ramp is too
+ * steep for this machine and comes down (ramp given, by /1.25 at least, to 0.8 / rho at most,
+ * not under ramp_lo); otherwise the per-segment overhead is what hurts, and the first segment
+ * goes one step up, that length becoming a floor for the next KOE_OPT_FLOOR_DECISIONS decisions
+ * (so that the TTFA target does not pull it straight back). Any starved stream at all forbids a
+ * step down.
+ *
+ * Otherwise TTFA: the model ttfa = overhead + seconds_per_char x length, both medians over the
+ * samples, aimed at the target; and when the length stays, no stream starved and rho x ramp x
+ * 1.25 < 0.5, the ramp goes back up a step toward ramp_hi.
+ *
+ * ramp (may be NULL = not tuned) is read and updated in place; st (may be NULL = no memory) is
+ * updated. */
+int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, double *ramp,
+                    const koe_opt_bounds *b, koe_opt_state *st, char *reason, size_t reason_cap);
 
 #endif

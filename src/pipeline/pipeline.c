@@ -65,6 +65,7 @@ struct koe_job {
     size_t nseg, next_sched, next_emit;
     int segmented, in_flight;
     int first_max;        /* the first-segment length it was given */
+    double ramp;          /* and the segment ramp */
     double sched_seconds; /* audio of the segments before next_sched (estimated or real) */
     /* the reader's side (its thread only) */
     koe_audio_out *out;
@@ -95,6 +96,7 @@ struct koe_pipeline {
     pthread_cond_t resume; /* with mu: express_running fell to 0, or stopping */
     /* the optimizer (under mu) */
     int first_max; /* the first-segment length new jobs get */
+    double ramp;   /* and the segment ramp */
     koe_opt_sample samples[64];
     size_t nsamples, new_samples;
     koe_opt_state opt_state;
@@ -244,6 +246,7 @@ static void record_sample(koe_pipeline *p, koe_job *j, int starved) {
     koe_opt_sample s = {.ttfa = j->times.first_bytes,
                         .first_synth = j->times.first_synth - j->times.front_end,
                         .first_chars = j->segs->items[0].normalized_len,
+                        .first_audio = (double)j->slots[0].n / j->p->backend->sample_rate,
                         .has_next = j->nseg > 1,
                         .starved = starved};
     size_t cap = sizeof p->samples / sizeof p->samples[0];
@@ -455,6 +458,7 @@ static int pick_task(koe_pipeline *p, int express, task *t) {
     if (bk == KOE_TASK_FIRST) {
         best->started = 1;
         best->first_max = p->first_max;
+        best->ramp = p->ramp;
         p->stats.queued--;
         p->stats.running++;
         best->times.queue_wait = now_s() - best->t_submit;
@@ -546,7 +550,7 @@ static int run_front_end(koe_pipeline *p, koe_job *j, koe_error *err) {
     to.lang = j->lang;
     to.first_max = (size_t)j->first_max;
     if (p->opts.first_segment_min >= 0) to.first_min = (size_t)p->opts.first_segment_min;
-    to.ramp = p->opts.segment_ramp;
+    to.ramp = j->ramp;
     koe_audio_out_opts ao = {0};
     ao.normalize = j->normalize;
     j->out = koe_audio_out_new(j->format, p->backend->sample_rate, KOE_AUDIO_RATE, &ao, bytes_push,
@@ -650,8 +654,15 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
 
 static void *optimizer_main(void *arg) {
     koe_pipeline *p = arg;
-    const koe_opt_bounds b = {
-        .lo = 12, .hi = 150, .target = p->opts.ttfa_target, .max_step = 1.5, .deadband = 0.1};
+    /* the ramp is tuned between 1.25 and what was configured (a ramp of 1 or less means whole
+     * sentences after the first segment: not tuned) */
+    const koe_opt_bounds b = {.lo = 12,
+                              .hi = 150,
+                              .target = p->opts.ttfa_target,
+                              .max_step = 1.5,
+                              .deadband = 0.1,
+                              .ramp_lo = 1.25,
+                              .ramp_hi = p->opts.segment_ramp};
     pthread_mutex_lock(&p->mu);
     while (!p->stopping) {
         struct timespec until;
@@ -667,18 +678,23 @@ static void *optimizer_main(void *arg) {
         koe_opt_sample s[64];
         memcpy(s, p->samples + p->nsamples - n, n * sizeof *s);
         int cur = p->first_max;
+        double ramp_was = p->ramp, ramp = ramp_was;
         pthread_mutex_unlock(&p->mu);
         char reason[240];
         koe_opt_state st = p->opt_state; /* only this thread writes it */
-        int next = koe_opt_propose(s, n, cur, &b, &st, reason, sizeof reason);
+        int next = koe_opt_propose(s, n, cur, p->opts.segment_ramp > 1.25 ? &ramp : NULL, &b, &st,
+                                   reason, sizeof reason);
         pthread_mutex_lock(&p->mu);
         p->opt_state = st;
         p->new_samples = 0;
-        if (next == cur) continue;
+        if (next == cur && ramp == ramp_was) continue;
         p->first_max = next;
+        p->ramp = ramp;
         koe_pipeline_decision d = {.at = now_s() - p->t_start,
                                    .first_segment_max_from = cur,
-                                   .first_segment_max_to = next};
+                                   .first_segment_max_to = next,
+                                   .segment_ramp_from = ramp_was,
+                                   .segment_ramp_to = ramp};
         snprintf(d.reason, sizeof d.reason, "%s", reason);
         int cap = (int)(sizeof p->decisions / sizeof p->decisions[0]);
         if (p->ndecisions == cap) {
@@ -689,9 +705,11 @@ static void *optimizer_main(void *arg) {
         if (p->opts.log) {
             char line[512];
             snprintf(line, sizeof line,
-                     "{\"optimizer\":\"first_segment_max\",\"from\":%d,\"to\":%d,\"at_s\":%.1f,"
+                     "{\"optimizer\":\"%s\",\"from\":%.4g,\"to\":%.4g,\"at_s\":%.1f,"
                      "\"reason\":\"%s\"}",
-                     cur, next, d.at, d.reason);
+                     next != cur ? "first_segment_max" : "segment_ramp",
+                     next != cur ? (double)cur : ramp_was, next != cur ? (double)next : ramp, d.at,
+                     d.reason);
             p->opts.log(p->opts.log_user, line);
         }
     }
@@ -780,6 +798,7 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
     if (!(p->opts.ttfa_target > 0)) p->opts.ttfa_target = 0.15;
     if (p->opts.optimize_period_ms <= 0) p->opts.optimize_period_ms = 2000;
     p->first_max = p->opts.first_segment_max;
+    p->ramp = p->opts.segment_ramp;
     p->t_start = now_s();
     atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->mu, NULL);
@@ -884,6 +903,7 @@ void koe_pipeline_get_opts(koe_pipeline *p, koe_pipeline_opts *o) {
     pthread_mutex_lock(&p->mu);
     *o = p->opts;
     o->first_segment_max = p->first_max;
+    o->segment_ramp = p->ramp;
     pthread_mutex_unlock(&p->mu);
 }
 const char *koe_pipeline_precision(const koe_pipeline *p) {

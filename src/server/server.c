@@ -465,6 +465,8 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
         cJSON_AddNumberToObject(o, "at_s", round(dec[i].at * 10) / 10);
         cJSON_AddNumberToObject(o, "from", dec[i].first_segment_max_from);
         cJSON_AddNumberToObject(o, "to", dec[i].first_segment_max_to);
+        cJSON_AddNumberToObject(o, "segment_ramp_from", dec[i].segment_ramp_from);
+        cJSON_AddNumberToObject(o, "segment_ramp_to", dec[i].segment_ramp_to);
         cJSON_AddStringToObject(o, "reason", dec[i].reason);
         cJSON_AddItemToArray(da, o);
     }
