@@ -587,9 +587,9 @@ static void test_first_segment(void) {
     koe_segments_free(l);
 }
 
-/* With a ramp, segment k is at most first_max x ramp^k characters (cut at a word), up to
- * segment_max; sentence ends still end segments; coverage holds. Without, the second segment is
- * the rest of the sentence. */
+/* With a ramp, segment k is at most first_max x ramp^k characters and at most ramp x the
+ * characters before it (cut at a word), up to segment_max; sentence ends still end segments;
+ * coverage holds. Without, the second segment is the rest of the sentence. */
 static void test_segment_ramp(void) {
     koe_buf t = {0};
     for (int i = 0; i < 60; i++) koe_buf_printf(&t, "word%02d ", i);
@@ -602,14 +602,17 @@ static void test_segment_ramp(void) {
     koe_segments *s = NULL;
     KT_CHECK(koe_text_segment(t.data, t.len, &o, &s, NULL) == 0 && s, "segmented");
     if (!s) return;
-    size_t lim = 16;
+    size_t by_first = 16, before = 0;
     for (size_t k = 0; k + 1 < s->count; k++) {
+        size_t lim = k == 0 ? 16 : by_first < 2 * before ? by_first : 2 * before;
+        if (lim > 200) lim = 200;
         size_t n = s->items[k].end - s->items[k].start;
         KT_CHECK(n <= lim, "segment %zu: %zu chars over its limit %zu", k, n, lim);
         /* cut at a word, not earlier than needed: the next word would not fit */
         if (!s->items[k].sentence_end)
             KT_CHECK(n + 8 > lim, "segment %zu: %zu chars, limit %zu", k, n, lim);
-        lim = lim * 2 < 200 ? lim * 2 : 200;
+        by_first = by_first * 2 < 200 ? by_first * 2 : 200;
+        before += n;
     }
     KT_CHECK(s->count >= 5, "%zu segments", s->count);
     const koe_segment *last = &s->items[s->count - 1];
@@ -617,6 +620,23 @@ static void test_segment_ramp(void) {
              "the sentence end still cuts");
     KT_EXPECT(koe_text_check_coverage(t.data, t.len, s, NULL) == 0);
     koe_segments_free(s);
+    /* a first segment cut short at an early clause mark: what follows grows from its length,
+     * not from first_max, so that it is ready before the listener's buffer runs out */
+    const char *early = "Yes, I will read the whole of this rather long sentence to you now, "
+                        "every single word of it, slowly.";
+    o.first_max = 32;
+    KT_CHECK(koe_text_segment(early, strlen(early), &o, &s, NULL) == 0 && s && s->count >= 4,
+             "early clause: %zu segments", s ? s->count : 0);
+    size_t sum = 0;
+    for (size_t k = 0; s && k < s->count; k++) {
+        size_t n = s->items[k].end - s->items[k].start;
+        if (k == 0) KT_CHECK(n == 4, "first segment 'Yes,': %zu chars", n);
+        if (k > 0) KT_CHECK(n <= 2 * sum, "segment %zu: %zu chars, over 2 x %zu", k, n, sum);
+        sum += n;
+    }
+    KT_EXPECT(s && koe_text_check_coverage(early, strlen(early), s, NULL) == 0);
+    koe_segments_free(s);
+    o.first_max = 16;
     o.ramp = 0;
     KT_CHECK(koe_text_segment(t.data, t.len, &o, &s, NULL) == 0 && s && s->count >= 2 &&
                  s->items[1].end - s->items[1].start > 150,

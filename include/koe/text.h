@@ -30,8 +30,9 @@ typedef struct koe_text_opts {
     size_t segment_max; /* later segments: sentences longer than this are cut at clause ends,
                            then at word boundaries (characters) */
     double ramp;        /* > 1: segment k (k >= 1) is also cut like an over-long sentence beyond
-                           first_max x ramp^k characters (until segment_max), so that each segment is
-                           ready before the ones before it have played; <= 1: no ramp */
+                           first_max x ramp^k characters and beyond ramp x the characters of the
+                           segments before it (until segment_max), so that each segment is ready
+                           before the ones before it have played; <= 1: no ramp */
 } koe_text_opts;
 
 /* Defaults: en-us, first_min 20, first_max 150, segment_max 400, no ramp. In koe_text_segment a

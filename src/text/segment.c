@@ -84,20 +84,34 @@ typedef struct cut {
     int sentence_end; /* 1 at a sentence end */
 } cut;
 
-/* The longest segment number k may be: the first's bound, then (with a ramp) that bound
- * times ramp^k until segment_max. */
-static size_t segment_limit(const koe_text_opts *o, size_t k) {
+/* The longest segment number k may be: the first's bound; then, with a ramp, that bound times
+ * ramp^k, and also no more than ramp times the characters of all the segments before it (their
+ * audio is what a listener has buffered while this one is synthesized: a first segment cut short
+ * at an early clause mark must not be followed by one many times its length); until
+ * segment_max. */
+static size_t segment_limit(const koe_text_opts *o, size_t k, size_t before) {
     if (k == 0) return o->first_max;
     if (!(o->ramp > 1.0)) return o->segment_max;
     double lim = (double)o->first_max;
     for (size_t i = 0; i < k && lim < (double)o->segment_max; i++) lim *= o->ramp;
+    double by_buffer = o->ramp * (double)before;
+    if (by_buffer < lim) lim = by_buffer;
+    if (lim < 1) lim = 1;
     return lim < (double)o->segment_max ? (size_t)lim : o->segment_max;
 }
 
+/* Characters (code points) in [a, b). */
+static size_t count_chars(const char *in, size_t a, size_t b) {
+    size_t n = 0;
+    for (size_t i = a; i < b; i++) n += ((unsigned char)in[i] & 0xC0) != 0x80;
+    return n;
+}
+
 /* Finds where segment number `index`, starting at pos (a non-space character), ends. */
-static cut find_cut(const char *in, size_t len, size_t pos, size_t index, const koe_text_opts *o) {
+static cut find_cut(const char *in, size_t len, size_t pos, size_t index, size_t before,
+                    const koe_text_opts *o) {
     int first = index == 0;
-    size_t max = segment_limit(o, index);
+    size_t max = segment_limit(o, index, before);
     size_t min = first ? o->first_min : 0;
     if (max < 1) max = 1;
     size_t chars = 0, word_start = pos, last_word = 0, last_clause = 0, last_nonws = pos;
@@ -180,13 +194,13 @@ int koe_text_segment(const char *in, size_t len, const koe_text_opts *o, koe_seg
                              (unsigned)(unsigned char)in[bad]);
     koe_segments *s = calloc(1, sizeof *s);
     if (!s) return koe_error_set(err, KOE_ERR_NOMEM, "out of memory");
-    size_t cap = 0, pos = 0;
+    size_t cap = 0, pos = 0, before = 0;
     koe_buf norm = {0};
     for (;;) {
         int n;
         while (pos < len && is_ws(cp_at(in, len, pos, &n))) pos += (size_t)n;
         if (pos >= len) break;
-        cut c = find_cut(in, len, pos, s->count, &opts);
+        cut c = find_cut(in, len, pos, s->count, before, &opts);
         if (c.end <= pos) { /* cannot happen: a segment holds at least one character */
             rc = koe_error_set(err, KOE_ERR_INTERNAL, "segmentation stalled at byte %zu", pos);
             break;
@@ -219,6 +233,7 @@ int koe_text_segment(const char *in, size_t len, const koe_text_opts *o, koe_seg
         seg->normalized_len = norm.len;
         s->dropped += seg->dropped;
         s->count++;
+        before += count_chars(in, pos, c.end);
         pos = c.end;
     }
     koe_buf_free(&norm);
