@@ -102,6 +102,8 @@ typedef struct koe_speech_request {
     koe_format format;
     int normalize; /* loudness normalization (-16 LUFS) */
     uint64_t seed; /* Kokoro's noise; 0 = random */
+    int realtime;  /* the client plays the audio as it arrives (a stream): only then is a late
+                      segment an underrun, counted in late_segments and seen by the optimizer */
 } koe_speech_request;
 
 /* Validates the request (voice, language, text) and queues it. KOE_ERR_INVALID /

@@ -529,7 +529,8 @@ int koe_cmd_say(int argc, char **argv) {
                             .speed = (float)speed,
                             .format = KOE_FORMAT_PCM,
                             .normalize = 1,
-                            .seed = seed};
+                            .seed = seed,
+                            .realtime = d.kind == DEST_PLAYER};
     job = koe_pipeline_submit(p, &r, &err);
     if (!job) {
         fprintf(stderr, "koe say: %s\n", err.msg);

@@ -58,6 +58,7 @@ struct koe_job {
     koe_format format;
     int normalize;
     uint64_t seed;
+    int realtime;
     koe_voice *voice;
     /* segments, filled by the worker that runs the first task */
     koe_segments *segs;
@@ -247,7 +248,7 @@ static void record_sample(koe_pipeline *p, koe_job *j, int starved) {
                         .first_synth = j->times.first_synth - j->times.front_end,
                         .first_chars = j->segs->items[0].normalized_len,
                         .first_audio = (double)j->slots[0].n / j->p->backend->sample_rate,
-                        .has_next = j->nseg > 1,
+                        .has_next = j->realtime && j->nseg > 1,
                         .starved = starved};
     size_t cap = sizeof p->samples / sizeof p->samples[0];
     if (p->nsamples == cap) {
@@ -307,6 +308,10 @@ static int encode_piece(koe_job *j, seg_slot *s, int last, size_t piece, int *se
 /* Under p->mu, as the reader starts segment i > 0: was it ready in time for a client playing
  * from the first byte (schedule.h)? */
 static void note_lateness(koe_pipeline *p, koe_job *j, size_t i) {
+    if (!j->realtime) {
+        if (i == 1) record_sample(p, j, 0);
+        return;
+    }
     double late = koe_sched_lateness(j->times.first_bytes, j->samples_out / p->backend->sample_rate,
                                      j->slots[i].t_done);
     if (late > 0) {
@@ -949,6 +954,7 @@ koe_job *koe_pipeline_submit(koe_pipeline *p, const koe_speech_request *r, koe_e
     j->format = r->format;
     j->normalize = r->normalize;
     j->seed = r->seed;
+    j->realtime = r->realtime != 0;
     j->voice = voice;
     j->p = p;
     j->refs = 2; /* the caller and the list */

@@ -942,7 +942,8 @@ static enum MHD_Result handle_speech(request *r, struct MHD_Connection *c, int l
                              .lang = lang,
                              .speed = (float)speed,
                              .format = format,
-                             .normalize = s->o.normalize};
+                             .normalize = s->o.normalize,
+                             .realtime = stream};
     snprintf(r->voice, sizeof r->voice, "%s", vname);
     snprintf(r->format, sizeof r->format, "%s", koe_format_name(format));
     r->chars = chars;
