@@ -625,8 +625,8 @@ static void test_segment_ramp(void) {
     const char *early = "Yes, I will read the whole of this rather long sentence to you now, "
                         "every single word of it, slowly.";
     o.first_max = 32;
-    KT_CHECK(koe_text_segment(early, strlen(early), &o, &s, NULL) == 0 && s && s->count >= 4,
-             "early clause: %zu segments", s ? s->count : 0);
+    int erc = koe_text_segment(early, strlen(early), &o, &s, NULL);
+    KT_CHECK(erc == 0 && s && s->count >= 4, "early clause: %zu segments", s ? s->count : 0);
     size_t sum = 0;
     for (size_t k = 0; s && k < s->count; k++) {
         size_t n = s->items[k].end - s->items[k].start;

@@ -961,7 +961,9 @@ koe_job *koe_pipeline_submit(koe_pipeline *p, const koe_speech_request *r, koe_e
     j->t_submit = now_s();
     pthread_cond_init(&j->can_read, NULL);
     pthread_mutex_lock(&p->mu);
-    if (p->stopping || p->unfinished >= p->opts.workers + p->opts.max_queue) {
+    /* places are held by jobs not finished: a cancelled one frees its place at once, even while
+     * a worker still returns from its task (an express worker may have started it already) */
+    if (p->stopping || p->stats.queued + p->stats.running >= p->opts.workers + p->opts.max_queue) {
         p->stats.jobs_rejected++;
         int stopping = p->stopping;
         pthread_mutex_unlock(&p->mu);
