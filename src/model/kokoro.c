@@ -373,6 +373,74 @@ int koe_synthesize(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256]
     return 0;
 }
 
+/* The decoder and generator over the prefix [0, P) of the segment's frame tensors: asr's rows
+ * are packed into asr_p (f0 and n are prefixes already); audio gets 600·P samples. */
+static int decode_prefix(koe_ctx *c, const frames_buf *fb, int P, const float *s_dec,
+                         koe_noise noise, volatile const int *cancel, koe_error *err) {
+    const koe_model *m = c->m;
+    size_t H = (size_t)m->H, Fz = (size_t)fb->F, Pz = (size_t)P;
+    for (size_t h = 0; h < H; h++)
+        memcpy(fb->asr_p + h * Pz, fb->asr + h * Fz, Pz * sizeof *fb->asr_p);
+    int rc = koe_decoder_run(m->dec, c->pool, fb->scr, fb->asr_p, P, fb->f0, fb->n, s_dec, NULL,
+                             cancel, fb->gen_in, err);
+    if (!rc)
+        rc = koe_generator_run(m->gen, c->pool, fb->scr, fb->gen_in, 2 * P, fb->f0, s_dec, noise,
+                               NULL, cancel, fb->audio, err);
+    return rc;
+}
+
+int koe_synthesize_chunked(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256],
+                           float speed, koe_noise noise, const koe_chunk_opts *opts,
+                           koe_chunk_fn fn, void *user, const koe_stage_tap *tap,
+                           volatile const int *cancel, koe_synth_out *out, koe_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!opts || opts->window < 1 || opts->lookahead < 0 || opts->growth < 0 || opts->growth > 16)
+        return koe_error_set(err, KOE_ERR_INVALID,
+                             "chunked vocoder: window %d, lookahead %d, growth %d (expected "
+                             "window >= 1, lookahead >= 0, growth 0..16)",
+                             opts ? opts->window : 0, opts ? opts->lookahead : 0,
+                             opts ? opts->growth : 0);
+    double t0 = koe_now_s();
+    frames_buf fb = {0};
+    int rc = synth_front(c, ids, T, ref_s, speed, tap, cancel, 1, &fb, err);
+    if (rc) return rc;
+    int F = fb.F, growth = opts->growth > 1 ? opts->growth : 1;
+    double t1 = koe_now_s();
+    const int64_t spf = koe_generator_samples(2); /* samples per frame */
+    int64_t w = opts->window;                     /* int64: growth^k overflows int */
+    for (int s = 0, k = 0; s < F; k++) {
+        int e = (int)(s + w < F ? s + w : F);
+        int P = e + opts->lookahead < F ? e + opts->lookahead : F;
+        if (P == F) e = F; /* this run is the exact one: the rest of the segment is final */
+        if (cancel && *cancel) return koe_error_set(err, KOE_ERR_CANCELLED, "cancelled");
+        rc = decode_prefix(c, &fb, P, ref_s, noise, cancel, err);
+        if (rc) return rc;
+        memcpy(fb.emitted + s * spf, fb.audio + s * spf, (size_t)(e - s) * spf * sizeof(float));
+        koe_chunk ch = {.audio = fb.emitted + s * spf,
+                        .offset = s * spf,
+                        .n_samples = (e - s) * spf,
+                        .frame_start = s,
+                        .frame_end = e,
+                        .prefix_frames = P,
+                        .index = k,
+                        .exact = P == F,
+                        .seconds = koe_now_s() - t0};
+        if (fn && fn(user, &ch))
+            return koe_error_set(err, KOE_ERR_CANCELLED,
+                                 "chunked vocoder: stopped by the callback");
+        s = e;
+        if (w < F) w *= growth;
+    }
+    out->audio = fb.emitted;
+    out->n_samples = koe_generator_samples(2 * F);
+    out->durations = c->dur;
+    out->n_tokens = T;
+    out->frames = F;
+    out->text_seconds = t1 - t0;
+    out->decoder_seconds = koe_now_s() - t1;
+    return 0;
+}
+
 /* For the case checker (model/check.c), which runs the generator from a reference STFT. */
 const koe_generator *koe_model_generator(const koe_model *m);
 const koe_model *koe_ctx_model(const koe_ctx *c);
