@@ -57,6 +57,8 @@ static double median(double *v, int n) {
 /* Arrival times and sizes of one chunked call's windows. */
 typedef struct arrivals {
     int n;
+    long work;        /* frames the prefix runs went over, in all */
+    int first_prefix; /* frames of the first window's run */
     double t[MAXWIN];
     int64_t offset[MAXWIN], samples[MAXWIN];
 } arrivals;
@@ -68,6 +70,8 @@ static int on_window(void *user, const koe_chunk *ch) {
         a->offset[a->n] = ch->offset;
         a->samples[a->n] = ch->n_samples;
     }
+    a->work += ch->prefix_frames;
+    if (a->n == 0) a->first_prefix = ch->prefix_frames;
     a->n++;
     return 0;
 }
@@ -161,15 +165,20 @@ static int bench_full(koe_ctx *c, int tokens, const chunking *ch, int nc, int ru
         stall[MAXC][MAXR];
     koe_audio_deviation dev[MAXC], dev1[MAXC];
     int windows[MAXC];
+    double work[MAXC], first_work[MAXC];
     static arrivals a;
     for (int k = 0; k < nc; k++) { /* deviation (deterministic) and warm-up */
         a.n = 0;
+        a.work = 0;
+        a.first_prefix = 0;
         if (koe_synthesize_chunked(c, ids, T, style, 1.0f, noise, &ch[k].o, on_window, &a, NULL,
                                    NULL, &out, &err)) {
             fprintf(stderr, "bench_chunked: %s\n", err.msg);
             free(ref);
             return 1;
         }
+        work[k] = (double)a.work / F;
+        first_work[k] = (double)a.first_prefix / F;
         koe_audio_compare(ref, out.audio, n, &dev[k]);
         koe_audio_compare(ref, out.audio, a.samples[0], &dev1[k]);
         windows[k] = a.n;
@@ -193,9 +202,10 @@ static int bench_full(koe_ctx *c, int tokens, const chunking *ch, int nc, int ru
     printf("\n%d tokens: F = %d frames, %.2f s of audio; exact %.3f s (text side %.3f s), median "
            "of %d\n\n",
            tokens, F, (double)n / RATE, ex, tx, runs);
-    printf("| chunking | windows | first window s | TTFA gain s | first / exact | total s | "
+    printf("| chunking | windows | 1st run frames / F | all runs' frames / F | first window s | "
+           "TTFA gain s | first / exact | total s | "
            "overhead | stall s | max abs | SNR dB | LSD dB | 1st window SNR dB | 1st window LSD "
-           "dB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "dB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < nc; k++) {
         char name[48], s1[16], s2[16];
         chunk_name(&ch[k].o, name, sizeof name);
@@ -203,10 +213,11 @@ static int bench_full(koe_ctx *c, int tokens, const chunking *ch, int nc, int ru
                st = median(stall[k], runs);
         fmt_snr(dev[k].snr_db, s1, sizeof s1);
         fmt_snr(dev1[k].snr_db, s2, sizeof s2);
-        printf("| %s | %d | %.3f | %.3f | %.2f | %.3f | %+.0f%% | %.3f | %.3g | %s | %.2f | %s | "
+        printf("| %s | %d | %.2f | %.2f | %.3f | %.3f | %.2f | %.3f | %+.0f%% | %.3f | %.3g | %s | "
+               "%.2f | %s | "
                "%.2f |\n",
-               name, windows[k], fw, ex - fw, fw / ex, tt, 100.0 * (tt / ex - 1), st,
-               dev[k].max_abs, s1, dev[k].lsd_db, s2, dev1[k].lsd_db);
+               name, windows[k], first_work[k], work[k], fw, ex - fw, fw / ex, tt,
+               100.0 * (tt / ex - 1), st, dev[k].max_abs, s1, dev[k].lsd_db, s2, dev1[k].lsd_db);
         fflush(stdout);
     }
     free(ref);
