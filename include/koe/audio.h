@@ -194,4 +194,22 @@ void koe_audio_out_free(koe_audio_out *out);
 /* The encoder inside (for its counters); owned by the chain. */
 koe_encoder *koe_audio_out_encoder(koe_audio_out *out);
 
+/* ------------------------------------------------------------------------------------------------
+ * Comparison of a signal x with a reference (how an approximation of the engine's exact output is
+ * measured, e.g. the chunked vocoder; no allocation beyond a small table on the stack). */
+
+typedef struct koe_audio_deviation {
+    double max_abs; /* max |x − ref| */
+    double snr_db;  /* 10·log10(Σ ref² / Σ (x − ref)²); +inf when x = ref */
+    /* Log-spectral distance in dB: frames of 512 samples (21.3 ms at 24 kHz), hop 256, periodic
+     * Hann, power spectra P = |DFT|² over the 257 bins 0..256; per frame
+     * sqrt(mean over bins of (10·log10((P_ref + ε) / (P_x + ε)))²), averaged over the frames
+     * that fit in n (none when n < 512: 0). ε = 1e-10 · the largest P_ref of the signal (a floor
+     * 100 dB under the reference's strongest bin, so silence does not dominate). */
+    double lsd_db;
+    int lsd_frames;
+} koe_audio_deviation;
+
+void koe_audio_compare(const float *ref, const float *x, int64_t n, koe_audio_deviation *out);
+
 #endif

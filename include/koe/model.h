@@ -106,4 +106,45 @@ int koe_synthesize(koe_ctx *c, const int32_t *ids, int n_ids, const float ref_s[
                    koe_noise noise, const koe_stage_tap *tap, volatile const int *cancel,
                    koe_synth_out *out, koe_error *err);
 
+/* ---- Chunked vocoder (an experiment, off unless called) ------------------------------------
+ * koe_synthesize is exact only per whole segment: every AdaIN of the decoder and the generator
+ * normalizes over the segment's whole time axis, so no sample is final before all of it is
+ * computed. koe_synthesize_chunked trades exactness for an earlier first window: the text side,
+ * durations and F0/N run once over the whole segment (exact); then, for each window [s, e) of
+ * frames, the decoder and generator run on the prefix [0, P) of their inputs, P = min(F, e + L),
+ * and the window's samples [600 s, 600 e) of that run are emitted. Every instance norm thus sees
+ * the frames available so far plus L frames of lookahead, which also covers the convolutions'
+ * receptive field at the prefix end. Once a prefix reaches F (e + L >= F) that run is the exact
+ * computation, and everything not yet emitted is emitted from it in one last window: so with
+ * L >= F - W (or W >= F) the output equals koe_synthesize's. Windows grow by `growth` (window k
+ * has W·growth^k frames), which bounds the number of prefix runs. */
+typedef struct koe_chunk_opts {
+    int window;    /* W: frames of the first window (>= 1; 40 frames = 1 s) */
+    int lookahead; /* L: frames past a window's end its run sees (>= 0) */
+    int growth;    /* window k has W·growth^k frames; 0 or 1 = constant, at most 16 */
+} koe_chunk_opts;
+
+typedef struct koe_chunk {
+    const float *audio; /* n_samples final samples (valid during the callback only) */
+    int64_t offset;     /* index of audio[0] in the segment's samples */
+    int64_t n_samples;  /* 600 · (frame_end − frame_start) */
+    int frame_start, frame_end, prefix_frames; /* window [start, end) from a run over [0, prefix) */
+    int index;                                 /* 0, 1, ... in order */
+    int exact;      /* 1 when prefix_frames = F: these samples equal koe_synthesize's */
+    double seconds; /* since koe_synthesize_chunked was called */
+} koe_chunk;
+
+/* Returns 0 to go on; anything else stops the call with KOE_ERR_CANCELLED. */
+typedef int (*koe_chunk_fn)(void *user, const koe_chunk *chunk);
+
+/* As koe_synthesize (same arguments, noise and validation), plus opts and the callback, called
+ * in order with each window as soon as its samples exist. On success out is filled as by
+ * koe_synthesize, with out->audio the windows' concatenation (600·F samples) and
+ * decoder_seconds the total of all prefix runs. The tap sees the text side's stages only (the
+ * prefix runs' decoder stages would not have the reference's shapes). */
+int koe_synthesize_chunked(koe_ctx *c, const int32_t *ids, int n_ids, const float ref_s[256],
+                           float speed, koe_noise noise, const koe_chunk_opts *opts,
+                           koe_chunk_fn fn, void *user, const koe_stage_tap *tap,
+                           volatile const int *cancel, koe_synth_out *out, koe_error *err);
+
 #endif

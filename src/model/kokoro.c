@@ -272,11 +272,30 @@ static int reserve(koe_ctx *c, size_t floats, koe_error *err) {
     return 0;
 }
 
-int koe_synthesize(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256], float speed,
-                   koe_noise noise, const koe_stage_tap *tap, volatile const int *cancel,
-                   koe_synth_out *out, koe_error *err) {
+/* Where the frame-rate tensors of one call live in the context's arena: the text side's
+ * buffers (d_en [T,H], d [T,H+st], t_en [T,H]), then f0 and n [2F], asr [H,F], asr_p [H,F]
+ * (chunked only: a prefix of asr, packed), gen_in [W2,2F], audio [600F], emitted [600F]
+ * (chunked only: the windows' concatenation), then the scratch every stage shares. */
+typedef struct frames_buf {
+    float *d, *t_en, *f0, *n, *asr, *asr_p, *gen_in, *audio, *emitted, *scr;
+    int F;
+} frames_buf;
+
+static size_t frames_floats(const koe_model *m, int T, int F, koe_pool *pool, int chunked) {
+    size_t H = (size_t)m->H, Fz = (size_t)F, W2 = (size_t)koe_decoder_out_width(m->dec);
+    size_t s2 = mx(koe_predictor_f0n_scratch_floats(m->pred, T, F, pool),
+                   koe_decoder_scratch_floats(m->dec, F, pool));
+    s2 = mx(s2, koe_generator_scratch_floats(m->gen, 2 * F, pool));
+    size_t S = (size_t)koe_generator_samples(2 * F);
+    return 4 * Fz + H * Fz + W2 * 2 * Fz + S + s2 + (chunked ? H * Fz + S : 0);
+}
+
+/* Steps 1-2 of the model up to the decoder's inputs: validation, the text side, durations,
+ * F0/N and the aligned text features, all over the whole segment (exact in both modes). */
+static int synth_front(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256], float speed,
+                       const koe_stage_tap *tap, volatile const int *cancel, int chunked,
+                       frames_buf *fb, koe_error *err) {
     const koe_model *m = c->m;
-    memset(out, 0, sizeof *out);
     if (T < 3 || T > KOE_MODEL_MAX_TOKENS)
         return koe_error_set(err, KOE_ERR_INVALID, "%d token ids (with pads) is outside 3..%d", T,
                              KOE_MODEL_MAX_TOKENS);
@@ -288,9 +307,8 @@ int koe_synthesize(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256]
                                  i, m->vocab - 1);
         c->ids64[i] = ids[i];
     }
-    const float *s_dec = ref_s, *s_pro = ref_s + STYLE;
+    const float *s_pro = ref_s + STYLE;
     size_t H = (size_t)m->H, Tz = (size_t)T, D = H + STYLE;
-    double t0 = koe_now_s();
     /* 1. text side up to the durations: d_en [T,H], d [T,H+st] */
     size_t s1 = mx(koe_albert_scratch_floats(m->albert, T, c->pool),
                    koe_predictor_dur_scratch_floats(m->pred, T, c->pool));
@@ -305,34 +323,119 @@ int koe_synthesize(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256]
     if (!rc) rc = koe_text_encoder_run(m->te, c->pool, scr, c->ids64, T, tap, t_en, err);
     if (rc) return rc;
     if (cancel && *cancel) return koe_error_set(err, KOE_ERR_CANCELLED, "cancelled");
-    /* 2. frames: f0, n [2F], asr [H,F], then the decoder and generator. Layout after d/t_en
-     * (kept): f0, n, asr, gen_in [W2, 2F], audio [600F], scratch. */
+    /* 2. frames: f0, n [2F], asr [H,F] (d and t_en kept before them) */
     size_t Fz = (size_t)F, W2 = (size_t)koe_decoder_out_width(m->dec);
-    size_t s2 = mx(koe_predictor_f0n_scratch_floats(m->pred, T, F, c->pool),
-                   koe_decoder_scratch_floats(m->dec, F, c->pool));
-    s2 = mx(s2, koe_generator_scratch_floats(m->gen, 2 * F, c->pool));
     size_t base = Tz * H + Tz * D + Tz * H;
-    size_t need = base + 4 * Fz + H * Fz + W2 * 2 * Fz + (size_t)koe_generator_samples(2 * F) + s2;
-    if (reserve(c, need, err)) return KOE_ERR_NOMEM;
-    d_en = c->mem;
-    d = d_en + Tz * H;
-    t_en = d + Tz * D;
-    float *f0 = c->mem + base, *n = f0 + 2 * Fz, *asr = n + 2 * Fz, *gen_in = asr + H * Fz;
-    float *audio = gen_in + W2 * 2 * Fz, *scr2 = audio + koe_generator_samples(2 * F);
-    rc = koe_predictor_f0n(m->pred, c->pool, scr2, d, T, c->dur, F, s_pro, tap, cancel, f0, n, err);
+    if (reserve(c, base + frames_floats(m, T, F, c->pool, chunked), err)) return KOE_ERR_NOMEM;
+    size_t S = (size_t)koe_generator_samples(2 * F);
+    fb->F = F;
+    fb->d = c->mem + Tz * H;
+    fb->t_en = fb->d + Tz * D;
+    fb->f0 = c->mem + base;
+    fb->n = fb->f0 + 2 * Fz;
+    fb->asr = fb->n + 2 * Fz;
+    fb->asr_p = chunked ? fb->asr + H * Fz : NULL;
+    fb->gen_in = fb->asr + (chunked ? 2 : 1) * H * Fz;
+    fb->audio = fb->gen_in + W2 * 2 * Fz;
+    fb->emitted = chunked ? fb->audio + S : NULL;
+    fb->scr = fb->audio + (chunked ? 2 : 1) * S;
+    rc = koe_predictor_f0n(m->pred, c->pool, fb->scr, fb->d, T, c->dur, F, s_pro, tap, cancel,
+                           fb->f0, fb->n, err);
     if (rc) return rc;
-    koe_align_expand(t_en, (int)H, T, c->dur, asr);
+    koe_align_expand(fb->t_en, (int)H, T, c->dur, fb->asr);
     if (tap && tap->fn) {
         int64_t shape[3] = {1, (int64_t)H, F};
-        tap->fn(tap->user, "asr", asr, 3, shape);
+        tap->fn(tap->user, "asr", fb->asr, 3, shape);
     }
-    double t1 = koe_now_s();
-    rc = koe_decoder_run(m->dec, c->pool, scr2, asr, F, f0, n, s_dec, tap, cancel, gen_in, err);
-    if (!rc)
-        rc = koe_generator_run(m->gen, c->pool, scr2, gen_in, 2 * F, f0, s_dec, noise, tap, cancel,
-                               audio, err);
+    return 0;
+}
+
+int koe_synthesize(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256], float speed,
+                   koe_noise noise, const koe_stage_tap *tap, volatile const int *cancel,
+                   koe_synth_out *out, koe_error *err) {
+    const koe_model *m = c->m;
+    memset(out, 0, sizeof *out);
+    double t0 = koe_now_s();
+    frames_buf fb = {0};
+    int rc = synth_front(c, ids, T, ref_s, speed, tap, cancel, 0, &fb, err);
     if (rc) return rc;
-    out->audio = audio;
+    int F = fb.F;
+    double t1 = koe_now_s();
+    rc = koe_decoder_run(m->dec, c->pool, fb.scr, fb.asr, F, fb.f0, fb.n, ref_s, tap, cancel,
+                         fb.gen_in, err);
+    if (!rc)
+        rc = koe_generator_run(m->gen, c->pool, fb.scr, fb.gen_in, 2 * F, fb.f0, ref_s, noise, tap,
+                               cancel, fb.audio, err);
+    if (rc) return rc;
+    out->audio = fb.audio;
+    out->n_samples = koe_generator_samples(2 * F);
+    out->durations = c->dur;
+    out->n_tokens = T;
+    out->frames = F;
+    out->text_seconds = t1 - t0;
+    out->decoder_seconds = koe_now_s() - t1;
+    return 0;
+}
+
+/* The decoder and generator over the prefix [0, P) of the segment's frame tensors: asr's rows
+ * are packed into asr_p (f0 and n are prefixes already); audio gets 600·P samples. */
+static int decode_prefix(koe_ctx *c, const frames_buf *fb, int P, const float *s_dec,
+                         koe_noise noise, volatile const int *cancel, koe_error *err) {
+    const koe_model *m = c->m;
+    size_t H = (size_t)m->H, Fz = (size_t)fb->F, Pz = (size_t)P;
+    for (size_t h = 0; h < H; h++)
+        memcpy(fb->asr_p + h * Pz, fb->asr + h * Fz, Pz * sizeof *fb->asr_p);
+    int rc = koe_decoder_run(m->dec, c->pool, fb->scr, fb->asr_p, P, fb->f0, fb->n, s_dec, NULL,
+                             cancel, fb->gen_in, err);
+    if (!rc)
+        rc = koe_generator_run(m->gen, c->pool, fb->scr, fb->gen_in, 2 * P, fb->f0, s_dec, noise,
+                               NULL, cancel, fb->audio, err);
+    return rc;
+}
+
+int koe_synthesize_chunked(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256],
+                           float speed, koe_noise noise, const koe_chunk_opts *opts,
+                           koe_chunk_fn fn, void *user, const koe_stage_tap *tap,
+                           volatile const int *cancel, koe_synth_out *out, koe_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!opts || opts->window < 1 || opts->lookahead < 0 || opts->growth < 0 || opts->growth > 16)
+        return koe_error_set(err, KOE_ERR_INVALID,
+                             "chunked vocoder: window %d, lookahead %d, growth %d (expected "
+                             "window >= 1, lookahead >= 0, growth 0..16)",
+                             opts ? opts->window : 0, opts ? opts->lookahead : 0,
+                             opts ? opts->growth : 0);
+    double t0 = koe_now_s();
+    frames_buf fb = {0};
+    int rc = synth_front(c, ids, T, ref_s, speed, tap, cancel, 1, &fb, err);
+    if (rc) return rc;
+    int F = fb.F, growth = opts->growth > 1 ? opts->growth : 1;
+    double t1 = koe_now_s();
+    const int64_t spf = koe_generator_samples(2); /* samples per frame */
+    int64_t w = opts->window;                     /* int64: growth^k overflows int */
+    for (int s = 0, k = 0; s < F; k++) {
+        int e = (int)(s + w < F ? s + w : F);
+        int P = e + opts->lookahead < F ? e + opts->lookahead : F;
+        if (P == F) e = F; /* this run is the exact one: the rest of the segment is final */
+        if (cancel && *cancel) return koe_error_set(err, KOE_ERR_CANCELLED, "cancelled");
+        rc = decode_prefix(c, &fb, P, ref_s, noise, cancel, err);
+        if (rc) return rc;
+        memcpy(fb.emitted + s * spf, fb.audio + s * spf, (size_t)(e - s) * spf * sizeof(float));
+        koe_chunk ch = {.audio = fb.emitted + s * spf,
+                        .offset = s * spf,
+                        .n_samples = (e - s) * spf,
+                        .frame_start = s,
+                        .frame_end = e,
+                        .prefix_frames = P,
+                        .index = k,
+                        .exact = P == F,
+                        .seconds = koe_now_s() - t0};
+        if (fn && fn(user, &ch))
+            return koe_error_set(err, KOE_ERR_CANCELLED,
+                                 "chunked vocoder: stopped by the callback");
+        s = e;
+        if (w < F) w *= growth;
+    }
+    out->audio = fb.emitted;
     out->n_samples = koe_generator_samples(2 * F);
     out->durations = c->dur;
     out->n_tokens = T;
