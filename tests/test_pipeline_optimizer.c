@@ -17,6 +17,7 @@ static size_t fill(koe_opt_sample *s, size_t n, double rate, double over) {
         s[i].ttfa = s[i].first_synth + over;
         s[i].has_next = s[i].starved = 0;
         s[i].first_audio = 0;
+        s[i].queue_wait = 0;
     }
     return n;
 }
@@ -52,8 +53,9 @@ static void test_bounds_and_no_figures(void) {
     KT_CHECK(koe_opt_propose(s, n, 16, NULL, &B, NULL, NULL, 0) == 12,
              "never below the lower bound");
     KT_CHECK(koe_opt_propose(s, 0, 32, NULL, &B, NULL, NULL, 0) == 32, "no figures: keep");
-    koe_opt_sample empty[3] = {
-        {0.2, 0.1, 0, 0, 0, 0}, {0.2, 0, 10, 0, 0, 0}, {0.05, 0.1, 10, 0, 0, 0}};
+    koe_opt_sample empty[3] = {{.ttfa = 0.2, .first_synth = 0.1, .first_chars = 0},
+                               {.ttfa = 0.2, .first_synth = 0, .first_chars = 10},
+                               {.ttfa = 0.05, .first_synth = 0.1, .first_chars = 10}};
     KT_CHECK(koe_opt_propose(empty, 3, 32, NULL, &B, NULL, NULL, 0) == 32,
              "unusable figures: keep");
 }
@@ -153,7 +155,23 @@ static void test_ramp(void) {
     KT_CHECK(ramp == 1.25, "untuned without bounds");
 }
 
+/* Waiting for a worker is not the first segment's fault: a queue adds to TTFA, not to the
+ * overhead that the length is aimed with. */
+static void test_queue_left_out(void) {
+    koe_opt_sample s[10];
+    size_t n = fill(s, 10, 0.010, 0.020); /* 13 characters meet 150 ms */
+    for (size_t i = 0; i < n; i++) {
+        s[i].queue_wait = 2.0; /* every request waited 2 s for a worker */
+        s[i].ttfa += 2.0;
+    }
+    KT_CHECK(koe_opt_propose(s, n, 21, NULL, &B, NULL, NULL, 0) == 14,
+             "aimed as if there were no queue");
+    s[0].queue_wait = 99; /* a figure larger than its TTFA: the overhead is never negative */
+    KT_CHECK(koe_opt_propose(s, n, 14, NULL, &B, NULL, NULL, 0) == 14, "kept");
+}
+
 int main(void) {
+    kt_run("the queue is left out", test_queue_left_out);
     kt_run("the segment ramp", test_ramp);
     kt_run("starved streams raise it", test_starved_streams_raise);
     kt_run("the floor holds, then expires", test_floor_holds_then_expires);

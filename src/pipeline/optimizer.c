@@ -65,7 +65,8 @@ int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, double *ramp,
         if (!s[i].first_chars || !(s[i].first_synth > 0) || !(s[i].ttfa >= s[i].first_synth))
             continue;
         rate[k] = s[i].first_synth / (double)s[i].first_chars;
-        over[k] = s[i].ttfa - s[i].first_synth;
+        over[k] = s[i].ttfa - s[i].first_synth - (s[i].queue_wait > 0 ? s[i].queue_wait : 0);
+        if (over[k] < 0) over[k] = 0;
         ttfa[k] = s[i].ttfa;
         k++;
     }

@@ -10,6 +10,8 @@
 typedef struct koe_opt_sample {
     double ttfa;        /* seconds from submit to its first encoded audio */
     double first_synth; /* seconds its first segment took on the worker */
+    double queue_wait;  /* seconds it waited for a worker (part of ttfa; no first-segment length
+                           changes it, so the model leaves it out) */
     size_t first_chars; /* characters of that segment's normalized text */
     double first_audio; /* seconds of audio it gave (0 = unknown) */
     int has_next;       /* a second segment followed it */
@@ -47,7 +49,9 @@ typedef struct koe_opt_state {
  * step down.
  *
  * Otherwise TTFA: the model ttfa = overhead + seconds_per_char x length, both medians over the
- * samples, aimed at the target; and when the length stays, no stream starved and rho x ramp x
+ * samples, aimed at the target, where overhead leaves out the wait for a worker (an overloaded
+ * server's queue is no reason for shorter first segments, which would only add per-segment
+ * cost); and when the length stays, no stream starved and rho x ramp x
  * 1.25 < 0.5, the ramp goes back up a step toward ramp_hi.
  *
  * ramp (may be NULL = not tuned) is read and updated in place; st (may be NULL = no memory) is

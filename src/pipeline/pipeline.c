@@ -246,6 +246,7 @@ static void record_sample(koe_pipeline *p, koe_job *j, int starved) {
     j->sampled = 1;
     koe_opt_sample s = {.ttfa = j->times.first_bytes,
                         .first_synth = j->times.first_synth - j->times.front_end,
+                        .queue_wait = j->times.queue_wait,
                         .first_chars = j->segs->items[0].normalized_len,
                         .first_audio = (double)j->slots[0].n / j->p->backend->sample_rate,
                         .has_next = j->realtime && j->nseg > 1,
