@@ -1,10 +1,10 @@
-/* The int8 GEMM (src/model/ops_int8.c): the quantization of weights and activations, and every
- * kernel this CPU can run against a scalar reference built from the same integers: the integer
- * sums are exact, so on one K block the float result must be bit-identical to
- * (float)Σ qa·qx · (sa · sx), every kernel must give the same bits as the portable one, and over
- * several K blocks the result is within float32 rounding of the exact sum. Shapes have ragged
- * edges and the implicit im2col (taps, dilation, stride, zero padding); extreme values check
- * the VNNI +128 offset and that vpmaddubsw never saturates. */
+/* The int8 GEMM (src/model/ops_int8.c): the quantization of weights and activations (per-column
+ * scales against their definition), and every kernel this CPU can run against a scalar
+ * reference built from the same integers: the integer sums are exact, so on one K block the
+ * float result must be bit-identical to (float)Σ qa·qx · (sa · sx[n]), every kernel must give the
+ * same bits as the portable one, and over several K blocks the result is within float32 rounding of
+ * the exact sum. Shapes have ragged edges and the implicit im2col (taps, dilation, stride, zero
+ * padding); extreme values check the VNNI +128 offset and that vpmaddubsw never saturates. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,14 +40,50 @@ static void test_quantize(void) {
         int q = koe_i8_quantize(x, inv);
         KT_CHECK(fabs(q - (double)x * inv) <= 0.5 + 1e-4, "x %g q %d", x, q);
     }
-    float v[37];
-    for (int i = 0; i < 37; i++) v[i] = frand();
-    v[29] = -4.0f;
-    v[3] = NAN;
-    KT_EXPECT(koe_i8_absmax(v, 37) == 4.0f);
-    KT_EXPECT(koe_i8_absmax(v, 0) == 0.0f);
-    KT_EXPECT(koe_i8_absmax_rows(NULL, v, 4, 9, 9) == 4.0f);
-    KT_EXPECT(koe_i8_absmax_rows(NULL, v, 3, 9, 9) < 4.0f); /* v[29] is in row 3 */
+}
+
+/* The column scales against the definition: max |B[k, n]| over every row of the implicit
+ * im2col (channels × taps, zero outside x) / 127; on the stack-window path and on the
+ * column-by-column one (a window over 2048 samples). */
+static void col_scale_case(int cin, int taps, int dil, int stride, int start, int len, int N) {
+    size_t ld = (size_t)len + 2;
+    float *x = malloc(sizeof(float) * cin * ld), *sx = malloc(sizeof(float) * N);
+    for (size_t i = 0; i < cin * ld; i++) x[i] = frand() * (float)(1 + (i * 7) % 13);
+    x[ld / 2] = NAN; /* skipped */
+    koe_bsrc src = {.x = x,
+                    .ld = ld,
+                    .len = len,
+                    .cin = cin,
+                    .taps = taps,
+                    .dil = dil,
+                    .stride = stride,
+                    .start = start};
+    koe_i8_col_scales(&src, N, sx);
+    int bad = 0;
+    for (int n = 0; n < N; n++) {
+        float mx = 0;
+        for (int j = 0; j < taps; j++) {
+            long t = start + (long)n * stride + (long)j * dil;
+            if (t < 0 || t >= len) continue;
+            for (int i = 0; i < cin; i++) {
+                float v = fabsf(x[i * ld + t]);
+                mx = v > mx ? v : mx;
+            }
+        }
+        bad += sx[n] != mx / 127.0f;
+    }
+    KT_CHECK(bad == 0, "col scales cin %d taps %d dil %d stride %d start %d N %d: %d wrong", cin,
+             taps, dil, stride, start, N, bad);
+    free(x);
+    free(sx);
+}
+
+static void test_col_scales(void) {
+    col_scale_case(5, 3, 1, 1, -1, 100, 100);
+    col_scale_case(7, 11, 5, 1, -25, 300, 300); /* dilated, two column chunks */
+    col_scale_case(4, 12, 1, 6, -3, 500, 80);   /* strided */
+    col_scale_case(3, 2, 1, 20, -5, 6000, 290); /* window over 2048: column by column */
+    col_scale_case(2, 1, 1, 1, 50, 40, 10);     /* wholly outside x: zeros */
 }
 
 static void test_pack(void) {
@@ -100,7 +136,6 @@ static void run_case(koe_i8_kernel kern, int M, int cin, int taps, int dil, int 
         x[i] = extreme ? ((i / 2) % 2 ? 2.0f : -2.0f) : frand() * 3.0f;
     for (size_t i = 0; i < M * ldc; i++) C[i] = C0[i] = frand();
     rng = keep;
-    float sx = koe_i8_absmax(x, cin * ldx) / 127.0f, inv = 1.0f / sx;
     koe_qmat q;
     KT_EXPECT(koe_qmat_pack(&q, A, M, K, K, kern) == 0);
     koe_bsrc src = {.x = x,
@@ -111,12 +146,15 @@ static void run_case(koe_i8_kernel kern, int M, int cin, int taps, int dil, int 
                     .dil = dil,
                     .stride = stride,
                     .start = start};
-    koe_gemm_i8(&q, &src, sx, N, C, ldc, accumulate, scratch);
+    koe_gemm_i8(&q, &src, N, C, ldc, accumulate, scratch);
+    float *sx = malloc(sizeof(float) * N); /* the column scales, as the product computes them */
+    koe_i8_col_scales(&src, N, sx);
     double worst = 0;
     int exact_bad = 0;
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
-            float rs = q.scale[m] * sx, got = C[m * ldc + n];
+            float rs = q.scale[m] * sx[n], got = C[m * ldc + n];
+            float inv = sx[n] > 0 ? 1.0f / sx[n] : 0.0f;
             if (K <= 512 && !accumulate) {
                 /* one K block: the exact integer, one conversion, one product */
                 int64_t s = isum(&q, x, ldx, cin, dil, stride, start, len, inv, m, n, 0, K);
@@ -138,6 +176,7 @@ static void run_case(koe_i8_kernel kern, int M, int cin, int taps, int dil, int 
     KT_EXPECT(pad_ok);
     for (int m = 0; m < M; m++) memcpy(out + (size_t)m * N, C + m * ldc, sizeof(float) * N);
     koe_qmat_release(&q);
+    free(sx);
     free(A);
     free(x);
     free(C);
@@ -213,6 +252,7 @@ static void test_cpu_disable(void) {
 int main(void) {
     kt_run("quantize", test_quantize);
     kt_run("pack", test_pack);
+    kt_run("col_scales", test_col_scales);
     kt_run("gemm_all_kernels", test_gemm_all_kernels);
     kt_run("cpu_disable", test_cpu_disable);
     return kt_finish();

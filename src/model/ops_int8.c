@@ -79,81 +79,6 @@ int koe_i8_quantize(float x, float inv) {
     return (int)(int8_t)(uint8_t)qbyte(x, inv);
 }
 
-static inline __attribute__((always_inline)) float absmax_k(const float *x, size_t n) {
-    float m[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) {
-            float a = fabsf(x[i + k]);
-            m[k] = a > m[k] ? a : m[k]; /* a NaN compares false: skipped */
-        }
-    float r = 0;
-    for (; i < n; i++) {
-        float a = fabsf(x[i]);
-        r = a > r ? a : r;
-    }
-    for (int k = 0; k < 16; k++) r = m[k] > r ? m[k] : r;
-    return r;
-}
-
-__attribute__((optimize("tree-vectorize"))) static float absmax_base(const float *x, size_t n) {
-    return absmax_k(x, n);
-}
-#if KOE_X86
-__attribute__((target("avx2"), optimize("tree-vectorize"))) static float absmax_avx2(const float *x,
-                                                                                     size_t n) {
-    return absmax_k(x, n);
-}
-__attribute__((target("avx512f"), optimize("tree-vectorize"))) static float
-absmax_avx512(const float *x, size_t n) {
-    return absmax_k(x, n);
-}
-#endif
-
-float koe_i8_absmax(const float *x, size_t n) {
-#if KOE_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return absmax_avx512(x, n);
-    if (__builtin_cpu_supports("avx2")) return absmax_avx2(x, n);
-#endif
-    return absmax_base(x, n);
-}
-
-#define ABSMAX_TASKS 64
-typedef struct absmax_job {
-    const float *x;
-    size_t ld;
-    int rows, cols, tasks;
-    float part[ABSMAX_TASKS];
-} absmax_job;
-
-static void absmax_task(void *arg, int task) {
-    absmax_job *j = arg;
-    int r0 = (int)((long)j->rows * task / j->tasks),
-        r1 = (int)((long)j->rows * (task + 1) / j->tasks);
-    float m = 0;
-    for (int r = r0; r < r1; r++) {
-        float v = koe_i8_absmax(j->x + (size_t)r * j->ld, (size_t)j->cols);
-        m = v > m ? v : m;
-    }
-    j->part[task] = m;
-}
-
-float koe_i8_absmax_rows(koe_pool *pool, const float *x, int rows, int cols, size_t ld) {
-    if (rows < 1 || cols < 1) return 0;
-    absmax_job j = {.x = x, .ld = ld, .rows = rows, .cols = cols};
-    j.tasks = rows < ABSMAX_TASKS ? rows : ABSMAX_TASKS;
-    /* below ~64k floats the fork-join costs more than the pass */
-    if (!pool || (double)rows * cols < 65536.0) j.tasks = 1;
-    if (j.tasks > 1)
-        koe_pool_run(pool, j.tasks, absmax_task, &j);
-    else
-        absmax_task(&j, 0);
-    float m = 0;
-    for (int t = 0; t < j.tasks; t++) m = j.part[t] > m ? j.part[t] : m;
-    return m;
-}
-
 /* ---- packing A --------------------------------------------------------------------------- */
 int koe_qmat_pack(koe_qmat *m, const float *A, int M, int K, size_t lda, koe_i8_kernel kern) {
     memset(m, 0, sizeof *m);
@@ -213,8 +138,9 @@ int koe_qmat_get(const koe_qmat *m, int row, int col) {
 /* ---- packing B --------------------------------------------------------------------------- */
 /* out[q][g − g0][n] (q = panel of 32 columns) = the quantized rows 4g .. 4g + 3 at column n, one
  * byte each (low byte row 4g), XORed with xr (0x80808080 turns s8 into u8 = s8 + 128). */
-static inline __attribute__((always_inline)) void
-pack_b(const koe_bsrc *b, float inv, uint32_t xr, int n0, int nc, int g0, int ng, uint32_t *out) {
+static inline __attribute__((always_inline)) void pack_b(const koe_bsrc *b, const float *inv,
+                                                         uint32_t xr, int n0, int nc, int g0,
+                                                         int ng, uint32_t *out) {
     float t0[NCHUNK], t1[NCHUNK], t2[NCHUNK], t3[NCHUNK];
     int panels = (nc + NR - 1) / NR;
     for (int g = g0; g < g0 + ng; g++) {
@@ -227,28 +153,32 @@ pack_b(const koe_bsrc *b, float inv, uint32_t xr, int n0, int nc, int g0, int ng
             int w = nc - q * NR, c = q * NR;
             if (w >= NR) {
                 for (int n = 0; n < NR; n++)
-                    o[n] = (qbyte(r0[c + n], inv) | qbyte(r1[c + n], inv) << 8 |
-                            qbyte(r2[c + n], inv) << 16 | qbyte(r3[c + n], inv) << 24) ^
-                           xr;
+                    o[n] =
+                        (qbyte(r0[c + n], inv[c + n]) | qbyte(r1[c + n], inv[c + n]) << 8 |
+                         qbyte(r2[c + n], inv[c + n]) << 16 | qbyte(r3[c + n], inv[c + n]) << 24) ^
+                        xr;
             } else {
                 for (int n = 0; n < NR; n++)
-                    o[n] = n < w ? (qbyte(r0[c + n], inv) | qbyte(r1[c + n], inv) << 8 |
-                                    qbyte(r2[c + n], inv) << 16 | qbyte(r3[c + n], inv) << 24) ^
-                                       xr
-                                 : xr;
+                    o[n] = n < w
+                               ? (qbyte(r0[c + n], inv[c + n]) | qbyte(r1[c + n], inv[c + n]) << 8 |
+                                  qbyte(r2[c + n], inv[c + n]) << 16 |
+                                  qbyte(r3[c + n], inv[c + n]) << 24) ^
+                                     xr
+                               : xr;
             }
         }
     }
 }
 
-typedef void (*pack_fn)(const koe_bsrc *, float, uint32_t, int, int, int, int, uint32_t *);
+typedef void (*pack_fn)(const koe_bsrc *, const float *, uint32_t, int, int, int, int, uint32_t *);
 /* One micro-tile: t[r][n] = Σ over ng groups of A's 8 rows by B's 32 columns, exact int32. */
 typedef void (*mk_fn)(int ng, const uint32_t *a, const uint32_t *b, const int32_t *corr,
                       int32_t *t);
 
-__attribute__((optimize("tree-vectorize"))) static void pack_b_base(const koe_bsrc *b, float inv,
-                                                                    uint32_t xr, int n0, int nc,
-                                                                    int g0, int ng, uint32_t *out) {
+__attribute__((optimize("tree-vectorize"))) static void pack_b_base(const koe_bsrc *b,
+                                                                    const float *inv, uint32_t xr,
+                                                                    int n0, int nc, int g0, int ng,
+                                                                    uint32_t *out) {
     pack_b(b, inv, xr, n0, nc, g0, ng, out);
 }
 
@@ -272,12 +202,12 @@ mk_c(int ng, const uint32_t *a, const uint32_t *b, const int32_t *corr, int32_t 
 
 #if KOE_X86
 __attribute__((target("avx2"), optimize("tree-vectorize"))) static void
-pack_b_avx2(const koe_bsrc *b, float inv, uint32_t xr, int n0, int nc, int g0, int ng,
+pack_b_avx2(const koe_bsrc *b, const float *inv, uint32_t xr, int n0, int nc, int g0, int ng,
             uint32_t *out) {
     pack_b(b, inv, xr, n0, nc, g0, ng, out);
 }
 __attribute__((target("avx512f,avx512bw,avx512vl"), optimize("tree-vectorize"))) static void
-pack_b_avx512(const koe_bsrc *b, float inv, uint32_t xr, int n0, int nc, int g0, int ng,
+pack_b_avx512(const koe_bsrc *b, const float *inv, uint32_t xr, int n0, int nc, int g0, int ng,
               uint32_t *out) {
     pack_b(b, inv, xr, n0, nc, g0, ng, out);
 }
@@ -341,17 +271,87 @@ mk_vnni(int ng, const uint32_t *a, const uint32_t *b, const int32_t *corr, int32
 }
 #endif
 
-/* C = (load ? C : 0) + (float)t · rs[r]: the same float operations for every kernel. */
-__attribute__((optimize("tree-vectorize"))) static void
-epilogue(const int32_t *t, float *c, size_t ldc, int mr, int nr, const float *rs, int load) {
+/* C = (load ? C : 0) + (float)t · (sa[r] · sx[n]): the same float operations for every kernel. */
+__attribute__((optimize("tree-vectorize"))) static void epilogue(const int32_t *t, float *c,
+                                                                 size_t ldc, int mr, int nr,
+                                                                 const float *sa, const float *sx,
+                                                                 int load) {
     for (int r = 0; r < mr; r++) {
-        float *cr = c + (size_t)r * ldc, s = rs[r];
+        float *cr = c + (size_t)r * ldc, s = sa[r];
         const int32_t *tr = t + r * NR;
         if (load)
-            for (int n = 0; n < nr; n++) cr[n] = cr[n] + (float)tr[n] * s;
+            for (int n = 0; n < nr; n++) cr[n] = cr[n] + (float)tr[n] * (s * sx[n]);
         else
-            for (int n = 0; n < nr; n++) cr[n] = (float)tr[n] * s;
+            for (int n = 0; n < nr; n++) cr[n] = (float)tr[n] * (s * sx[n]);
     }
+}
+
+/* ---- column scales ----------------------------------------------------------------------- */
+/* Time samples whose channel maxima are kept on the stack: a column chunk's window,
+ * (nc − 1)·stride + (taps − 1)·dil + 1, is at most 1·256 + 10·5 (dilated k 11) or
+ * 127·6 + 12 (noise_convs.0, stride 6, k 12, in 128-column tiles) for Kokoro's layers. */
+#define COLWIN 2048
+
+static inline __attribute__((always_inline)) void col_scales_k(const koe_bsrc *b, int n0, int nc,
+                                                               float *sx) {
+    long s0 = (long)b->start + (long)n0 * b->stride;
+    long span = (long)(nc - 1) * b->stride + (long)(b->taps - 1) * b->dil + 1;
+    if (span <= COLWIN) {
+        /* m[u] = max over channels of |x[i, s0 + u]| (0 outside x), then each column's max
+         * over its taps */
+        float m[COLWIN];
+        long a = s0 < 0 ? -s0 : 0, e = s0 + span > b->len ? b->len - s0 : span;
+        for (long u = 0; u < span; u++) m[u] = 0;
+        for (int i = 0; i < b->cin; i++) {
+            const float *row = b->x + (size_t)i * b->ld + s0;
+            for (long u = a; u < e; u++) {
+                float v = fabsf(row[u]);
+                m[u] = v > m[u] ? v : m[u]; /* a NaN compares false: skipped */
+            }
+        }
+        for (int n = 0; n < nc; n++) {
+            float mx = 0;
+            for (int j = 0; j < b->taps; j++) {
+                float v = m[(long)n * b->stride + (long)j * b->dil];
+                mx = v > mx ? v : mx;
+            }
+            sx[n] = mx / 127.0f;
+        }
+        return;
+    }
+    for (int n = 0; n < nc; n++) { /* any other shape: column by column */
+        float mx = 0;
+        for (int j = 0; j < b->taps; j++) {
+            long t = s0 + (long)n * b->stride + (long)j * b->dil;
+            if (t < 0 || t >= b->len) continue;
+            for (int i = 0; i < b->cin; i++) {
+                float v = fabsf(b->x[(size_t)i * b->ld + t]);
+                mx = v > mx ? v : mx;
+            }
+        }
+        sx[n] = mx / 127.0f;
+    }
+}
+
+typedef void (*cols_fn)(const koe_bsrc *, int, int, float *);
+__attribute__((optimize("tree-vectorize"))) static void col_scales_base(const koe_bsrc *b, int n0,
+                                                                        int nc, float *sx) {
+    col_scales_k(b, n0, nc, sx);
+}
+#if KOE_X86
+__attribute__((target("avx2"), optimize("tree-vectorize"))) static void
+col_scales_avx2(const koe_bsrc *b, int n0, int nc, float *sx) {
+    col_scales_k(b, n0, nc, sx);
+}
+__attribute__((target("avx512f"), optimize("tree-vectorize"))) static void
+col_scales_avx512(const koe_bsrc *b, int n0, int nc, float *sx) {
+    col_scales_k(b, n0, nc, sx);
+}
+#endif
+
+void koe_i8_col_scales(const koe_bsrc *b, int N, float *sx) {
+    for (int n0 = 0; n0 < N; n0 += NCHUNK)
+        col_scales_base(b, n0, N - n0 < NCHUNK ? N - n0 : NCHUNK, sx + n0);
 }
 
 /* ---- the product ------------------------------------------------------------------------- */
@@ -361,26 +361,32 @@ size_t koe_gemm_i8_scratch_bytes(int n) {
     return (size_t)KCQ * NR * 4 * ((n + NR - 1) / NR);
 }
 
-void koe_gemm_i8(const koe_qmat *A, const koe_bsrc *b, float sx, int N, float *C, size_t ldc,
-                 int accumulate, void *scratch) {
+void koe_gemm_i8(const koe_qmat *A, const koe_bsrc *b, int N, float *C, size_t ldc, int accumulate,
+                 void *scratch) {
     pack_fn pack = pack_b_base;
     mk_fn mk = mk_c;
+    cols_fn cols = col_scales_base;
     uint32_t xr = 0;
 #if KOE_X86
     if (A->kern == KOE_I8_KERNEL_AVX512VNNI) {
         pack = pack_b_avx512;
         mk = mk_vnni;
+        cols = col_scales_avx512;
         xr = 0x80808080u;
     } else if (A->kern == KOE_I8_KERNEL_AVX2) {
         pack = pack_b_avx2;
         mk = mk_avx2;
+        cols = col_scales_avx2;
     }
 #endif
-    float inv = sx > 0 && isfinite(sx) ? 1.0f / sx : 0.0f;
     uint32_t *bp = scratch;
     const uint32_t *ap0 = (const uint32_t *)(const void *)A->p;
+    float sx[NCHUNK], inv[NCHUNK];
     for (int n0 = 0; n0 < N; n0 += NCHUNK) {
         int nc = N - n0 < NCHUNK ? N - n0 : NCHUNK, panels = (nc + NR - 1) / NR;
+        cols(b, n0, nc, sx);
+        for (int n = 0; n < nc; n++) inv[n] = sx[n] > 0 && isfinite(sx[n]) ? 1.0f / sx[n] : 0.0f;
+        for (int n = nc; n < panels * NR; n++) sx[n] = inv[n] = 0.0f;
         for (int kb = 0; kb < A->kblocks; kb++) {
             int g0 = kb * KCQ, ng = A->kq - g0 < KCQ ? A->kq - g0 : KCQ;
             int load = accumulate || kb > 0;
@@ -389,13 +395,12 @@ void koe_gemm_i8(const koe_qmat *A, const koe_bsrc *b, float sx, int N, float *C
                 const uint32_t *ap = ap0 + ((size_t)mb * A->kq + g0) * MR;
                 const int32_t *corr = A->corr + ((size_t)mb * A->kblocks + kb) * MR;
                 int mr = A->M - mb * MR < MR ? A->M - mb * MR : MR;
-                float rs[MR];
-                for (int r = 0; r < MR; r++) rs[r] = A->scale[mb * MR + r] * sx;
                 for (int q = 0; q < panels; q++) {
                     int nr = nc - q * NR < NR ? nc - q * NR : NR;
                     int32_t t[MR * NR];
                     mk(ng, ap, bp + (size_t)q * ng * NR, corr, t);
-                    epilogue(t, C + (size_t)mb * MR * ldc + n0 + q * NR, ldc, mr, nr, rs, load);
+                    epilogue(t, C + (size_t)mb * MR * ldc + n0 + q * NR, ldc, mr, nr,
+                             A->scale + mb * MR, sx + q * NR, load);
                 }
             }
         }

@@ -1,15 +1,18 @@
 /* int8 matrix products with int32 accumulation: the GEMM under the convolutions (ops_conv.c)
  * that a model loaded in int8 runs in int8.
  *
- * C[M, N] (+)= sa[m] · sx · Σ_k qa[m, k] · qx[k, n], where
+ * C[m, n] (+)= sa[m] · sx[n] · Σ_k qa[m, k] · qx[k, n], where
  * - qa (the weights) are rounded once, at load, to integers in [−127, 127] with one scale per
  *   row (per output channel): sa[m] = max_k |A[m, k]| / 127;
  * - qx (the activations) are rounded while B is packed for each product, straight from a
  *   [channels, time] tensor through a koe_bsrc (the implicit im2col of ops_bf16.h), with one
- *   scale for the whole product, given by the caller (dynamic: sx = max |x| / 127 over the
- *   tensor the product reads, see koe_i8_absmax), to integers in [−127, 127];
+ *   scale per column, computed on the fly (dynamic): sx[n] = max_k |B[k, n]| / 127, the largest
+ *   value of that output sample's receptive field over every input channel and tap; the scale
+ *   follows the signal's level along time (a quiet stretch is not rounded with the step of the
+ *   loudest one), and it depends on the column alone, so results do not depend on tiling or
+ *   threads;
  * - the sums are exact in int32 (|Σ| ≤ K · 127² fits for K < 133 000); the only float
- *   arithmetic is the final (float)sum · (sa[m] · sx), added to C per block of K.
+ *   arithmetic is the final (float)sum · (sa[m] · sx[n]), added to C per block of K.
  * Since the integer sums are exact, every kernel gives the same bits.
  *
  * Three kernels, chosen at run time (cpuid, KOE_CPU_DISABLE), never at build time:
@@ -27,7 +30,6 @@
 #include <stdint.h>
 
 #include "model/ops_bf16.h" /* koe_bsrc, koe_cpu_has */
-#include "model/pool.h"
 
 typedef enum koe_i8_kernel {
     KOE_I8_KERNEL_C = 0,
@@ -58,20 +60,20 @@ size_t koe_qmat_bytes(const koe_qmat *m);
 int koe_qmat_get(const koe_qmat *m, int row, int col);
 
 /* The rounding every kernel applies to an activation: clamp(round_even(x · inv), ±127), where
- * inv = 1 / sx (0 when sx is 0: everything rounds to 0). NaN rounds to 0. */
+ * inv = 1 / sx[n] in float (0 when sx[n] is 0 or not finite: everything rounds to 0). NaN rounds
+ * to 0. */
 int koe_i8_quantize(float x, float inv);
 
-/* max |x[i]| over n floats (0 for n = 0; a NaN is skipped). */
-float koe_i8_absmax(const float *x, size_t n);
-/* The same over the rows of a [rows, cols] tensor with row stride ld, split over the pool. */
-float koe_i8_absmax_rows(koe_pool *pool, const float *x, int rows, int cols, size_t ld);
+/* The column scales koe_gemm_i8 uses: sx[n] = (max over B's rows of |B[k, n]|) / 127.0f (NaNs
+ * skipped), n < N (for tests). */
+void koe_i8_col_scales(const koe_bsrc *b, int N, float *sx);
 
 /* Scratch (bytes) koe_gemm_i8 needs for products of up to n columns. */
 size_t koe_gemm_i8_scratch_bytes(int n);
-/* C[M, N] = A·B (accumulate 0) or C += A·B (accumulate 1) as above, sx the activations' scale
- * (> 0; 0 gives A·0). B has A->K rows. scratch: koe_gemm_i8_scratch_bytes(N) bytes, 64-byte
- * alignment not required. Single-threaded; callers split the columns over their pool. */
-void koe_gemm_i8(const koe_qmat *A, const koe_bsrc *b, float sx, int N, float *C, size_t ldc,
-                 int accumulate, void *scratch);
+/* C[M, N] = A·B (accumulate 0) or C += A·B (accumulate 1) as above. B has A->K rows. scratch:
+ * koe_gemm_i8_scratch_bytes(N) bytes, 64-byte alignment not required. Single-threaded; callers
+ * split the columns over their pool. */
+void koe_gemm_i8(const koe_qmat *A, const koe_bsrc *b, int N, float *C, size_t ldc, int accumulate,
+                 void *scratch);
 
 #endif
