@@ -10,6 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The x86 variants of the elementwise kernels (target attributes, chosen at run time) only where
+ * they can exist; elsewhere (arm64) the portable ones. KOE_PORTABLE_ONLY builds that on x86. */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(KOE_PORTABLE_ONLY)
+#define KOE_X86 1
+#else
+#define KOE_X86 0
+#endif
+
 /* Time tiles keep a task's slice of input and output in L2 while every tap's sgemm reuses it. */
 #define TILE_MAX 256
 #define TILE_MIN 32
@@ -946,6 +954,7 @@ static inline __attribute__((always_inline)) void row_stats(const float *x, int 
     *m2 = q > 0 ? q : 0;
 }
 
+#if KOE_X86
 __attribute__((target("avx512f,avx512dq,fma"), optimize("tree-vectorize"))) static void
 row_stats_avx512(const float *x, int T, double *mean, double *m2) {
     row_stats(x, T, mean, m2);
@@ -954,6 +963,7 @@ __attribute__((target("avx2,fma"), optimize("tree-vectorize"))) static void
 row_stats_avx2(const float *x, int T, double *mean, double *m2) {
     row_stats(x, T, mean, m2);
 }
+#endif
 __attribute__((optimize("tree-vectorize"))) static void row_stats_base(const float *x, int T,
                                                                        double *mean, double *m2) {
     row_stats(x, T, mean, m2);
@@ -961,10 +971,12 @@ __attribute__((optimize("tree-vectorize"))) static void row_stats_base(const flo
 
 typedef void (*stats_fn)(const float *, int, double *, double *);
 static stats_fn pick_stats(void) {
+#if KOE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
         return row_stats_avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return row_stats_avx2;
+#endif
     return row_stats_base;
 }
 
@@ -1059,6 +1071,7 @@ static inline __attribute__((always_inline)) void snake_row(const float *xc, flo
 }
 
 /* Same source compiled for AVX-512 and for the baseline; picked at run time. */
+#if KOE_X86
 __attribute__((target("avx512f,avx512dq,fma"), optimize("tree-vectorize"))) static void
 snake_row_avx512(const float *xc, float *yc, int T, float a, float b, float al) {
     snake_row(xc, yc, T, a, b, al);
@@ -1067,6 +1080,7 @@ __attribute__((target("avx2,fma"), optimize("tree-vectorize"))) static void
 snake_row_avx2(const float *xc, float *yc, int T, float a, float b, float al) {
     snake_row(xc, yc, T, a, b, al);
 }
+#endif
 __attribute__((optimize("tree-vectorize"))) static void
 snake_row_base(const float *xc, float *yc, int T, float a, float b, float al) {
     snake_row(xc, yc, T, a, b, al);
@@ -1074,10 +1088,12 @@ snake_row_base(const float *xc, float *yc, int T, float a, float b, float al) {
 
 typedef void (*snake_fn)(const float *, float *, int, float, float, float);
 static snake_fn pick_snake(void) {
+#if KOE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
         return snake_row_avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return snake_row_avx2;
+#endif
     return snake_row_base;
 }
 
