@@ -105,12 +105,23 @@ int koe_qmat_pack(koe_qmat *m, const float *A, int M, int K, size_t lda, koe_i8_
         double inv = 127.0 / mx;
         m->scale[row] = (float)(mx / 127.0);
         int mb = row / MR, r = row % MR;
-        for (int k = 0; k < K; k++) {
-            double v = nearbyint(a[k] * inv);
-            v = v > 127 ? 127 : v < -127 ? -127 : v;
-            int q = (int)v;
-            m->p[(((size_t)mb * m->kq + k / 4) * MR + r) * 4 + k % 4] = (int8_t)q;
-            m->corr[((size_t)mb * m->kblocks + (k / 4) / KCQ) * MR + r] += 128 * q;
+        int8_t *dst = m->p + ((size_t)mb * m->kq * MR + r) * 4;
+        int32_t *corr = m->corr + (size_t)mb * m->kblocks * MR + r;
+        for (int g = 0; g < m->kq; g++) {
+            int sum = 0;
+            for (int i = 0; i < 4; i++) {
+                int k = 4 * g + i, q = 0;
+                if (k < K) {
+                    /* round to nearest even by adding 1.5 · 2^52 (as nearbyint, without the
+                     * libm call: a full-size model quantizes ~10^8 weights at load) */
+                    double v = a[k] * inv;
+                    v = (v + 0x1.8p52) - 0x1.8p52;
+                    q = (int)(v > 127 ? 127 : v < -127 ? -127 : v);
+                }
+                dst[(size_t)g * MR * 4 + i] = (int8_t)q;
+                sum += q;
+            }
+            corr[(size_t)(g / KCQ) * MR] += 128 * sum;
         }
     }
     return 0;
