@@ -2,10 +2,12 @@
  * 2F steps (default 600: F = 300 frames ≈ 100 tokens ≈ 7.5 s of audio), with 1 and 2 threads,
  * median of N runs after a warm-up, against this machine's sgemm peak measured in the same run.
  *
- * Precisions: fp32 (OpenBLAS sgemm) and bf16 (ops_bf16.c, the fastest kernel of this CPU), both
- * built from the same weights and timed with their runs interleaved, bf16 against fp32.
+ * Precisions: fp32 (OpenBLAS sgemm), bf16 (ops_bf16.c) and int8 (ops_int8.c), the fastest
+ * kernels of this CPU, built from the same weights and timed with their runs interleaved, each
+ * against fp32 (when it runs).
  *
- * usage: bench_generator [frames2 [runs [fp32|bf16|both]]] (default 600 5 both) */
+ * usage: bench_generator [frames2 [runs [fp32|bf16|int8|both|all]]] (default 600 5 both;
+ * both = fp32 and bf16, all = the three) */
 #include <cblas.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,9 +18,11 @@
 #include "model/generator.h"
 #include "model/ops_bf16.h"
 #include "model/ops_conv.h"
+#include "model/ops_int8.h"
 #include "model/pool.h"
 
 #define MAX_T 1024
+#define NP    3 /* precisions: fp32, bf16, int8 (KOE_CONV_*) */
 
 typedef struct tensor {
     char name[96];
@@ -169,19 +173,21 @@ int main(int argc, char **argv) {
     int frames2 = argc > 1 ? atoi(argv[1]) : 600;
     int runs = argc > 2 ? atoi(argv[2]) : 5;
     const char *which = argc > 3 ? argv[3] : "both";
-    int want[2] = {!strcmp(which, "fp32") || !strcmp(which, "both"),
-                   !strcmp(which, "bf16") || !strcmp(which, "both")};
-    if (frames2 < 1 || runs < 1 || runs > 32 || (!want[0] && !want[1])) {
-        fprintf(stderr, "usage: bench_generator [frames2 [runs ≤ 32 [fp32|bf16|both]]]\n");
+    int all = !strcmp(which, "all");
+    int want[NP] = {all || !strcmp(which, "fp32") || !strcmp(which, "both"),
+                    all || !strcmp(which, "bf16") || !strcmp(which, "both"),
+                    all || !strcmp(which, "int8")};
+    if (frames2 < 1 || runs < 1 || runs > 32 || (!want[0] && !want[1] && !want[2])) {
+        fprintf(stderr, "usage: bench_generator [frames2 [runs ≤ 32 [fp32|bf16|int8|both|all]]]\n");
         return 2;
     }
     int W2 = 512;
     make_weights(W2);
     koe_error err = {0};
-    koe_generator *gens[2] = {NULL, NULL};
-    double tls[2] = {0, 0};
-    const char *pname[2] = {"fp32", "bf16"};
-    for (int p = 0; p < 2; p++) {
+    koe_generator *gens[NP] = {NULL, NULL, NULL};
+    double tls[NP] = {0, 0, 0};
+    const char *pname[NP] = {"fp32", "bf16", "int8"};
+    for (int p = 0; p < NP; p++) {
         if (!want[p]) continue;
         double t0 = koe_now_s();
         gens[p] = koe_generator_new_prec(lookup, NULL, p, &err);
@@ -191,8 +197,8 @@ int main(int argc, char **argv) {
         }
         tls[p] = koe_now_s() - t0;
     }
-    koe_generator *g = gens[0] ? gens[0] : gens[1];
-    double tl = tls[0] ? tls[0] : tls[1];
+    koe_generator *g = gens[0] ? gens[0] : gens[1] ? gens[1] : gens[2];
+    double tl = tls[0] ? tls[0] : tls[1] ? tls[1] : tls[2];
     for (int i = 0; i < n_tensors; i++) free(tensors[i].data);
 
     float *x = malloc(sizeof(float) * (size_t)W2 * frames2), *f0 = malloc(sizeof(float) * frames2);
@@ -214,6 +220,10 @@ int main(int argc, char **argv) {
                koe_bf16_kernel_name(koe_bf16_best_kernel()), tls[1],
                2.0 * koe_generator_macs_computed(gens[1], frames2) / 1e9,
                2.0 * koe_generator_macs_computed(gens[1], frames2) / 1e9 / audio_s);
+    if (gens[2])
+        printf("int8 kernel: %s, prepared in %.3f s (layers int8 leaves in bf16 use the bf16 "
+               "kernel)\n",
+               koe_i8_kernel_name(koe_i8_best_kernel()), tls[2]);
     printf("%-8s %-6s %10s %8s %14s %14s %12s %10s %8s %8s\n", "threads", "prec", "median_s", "RTF",
            "direct_GFLOP/s", "computed_GF/s", "sgemm_peak", "of_peak", "min_s", "vs_fp32");
     for (int threads = 1; threads <= 2; threads++) {
@@ -224,15 +234,15 @@ int main(int argc, char **argv) {
         }
         double peak = sgemm_peak(pool, threads, runs);
         size_t ns = 0;
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < NP; p++) {
             size_t n = gens[p] ? koe_generator_scratch_floats(gens[p], frames2, pool) : 0;
             if (n > ns) ns = n;
         }
         float *scratch = malloc(ns * sizeof(float));
         koe_noise noise = {KOE_NOISE_RANDOM, 42};
-        double times[2][32];
+        double times[NP][32];
         for (int r = -1; r < runs; r++) /* r = -1: warm-up; the precisions interleaved */
-            for (int p = 0; p < 2; p++) {
+            for (int p = 0; p < NP; p++) {
                 if (!gens[p]) continue;
                 double t0 = koe_now_s();
                 if (koe_generator_run(gens[p], pool, scratch, x, frames2, f0, style, noise, NULL,
@@ -243,7 +253,7 @@ int main(int argc, char **argv) {
                 if (r >= 0) times[p][r] = koe_now_s() - t0;
             }
         double base = gens[0] ? median(times[0], runs) : 0;
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < NP; p++) {
             if (!gens[p]) continue;
             double med = median(times[p], runs), mn = times[p][0];
             for (int r = 1; r < runs; r++)
@@ -265,5 +275,6 @@ int main(int argc, char **argv) {
     free(audio);
     koe_generator_free(gens[0]);
     koe_generator_free(gens[1]);
+    koe_generator_free(gens[2]);
     return 0;
 }

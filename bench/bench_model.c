@@ -9,7 +9,8 @@
  *
  *   bench_model [RUNS] [WEIGHTS] [--precision LIST] [--tokens LIST] [--threads LIST]
  *     RUNS default 5; weights written to /tmp when not given; LIST comma-separated:
- *     precisions fp32,bf16,auto (default "fp32,auto" — auto counted once if it is fp32),
+ *     precisions fp32,bf16,int8,auto (default "fp32,auto" — auto counted once if it is one of
+ *     the others),
  *     tokens (default 20,100,400), threads (default 1,2). */
 #include "koe/base.h"
 #include "koe/model.h"
@@ -17,6 +18,7 @@
 #include "model/generator.h"
 #include "model/ops_bf16.h"
 #include "model/ops_conv.h"
+#include "model/ops_int8.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -143,9 +145,9 @@ int main(int argc, char **argv) {
     float style[256];
     for (int i = 0; i < 256; i++) style[i] = 0.2f * (float)((i * 37) % 11 - 5) / 5.0f;
     printf("# bench_model: full-size random weights, sgemm %.1f GFLOP/s per thread, auto = %s "
-           "(bf16 kernel %s)\n",
+           "(bf16 kernel %s, int8 kernel %s)\n",
            peak1, koe_precision_name(koe_precision_auto()),
-           koe_bf16_kernel_name(koe_bf16_best_kernel()));
+           koe_bf16_kernel_name(koe_bf16_best_kernel()), koe_i8_kernel_name(koe_i8_best_kernel()));
     for (int p = 0; p < n_prec; p++)
         printf("# load %s: %.3f s\n", koe_precision_name(precs[p]), load_s[p]);
     printf("| tokens | threads | precision | audio s | synth s (median of %d) | RTF | vs %s | text "

@@ -1,13 +1,16 @@
-/* The precision setting of the engine (koe_model_load_ex) and the bf16 quality gate:
- * - auto picks bf16 only with AVX-512 BF16, and fp32 once the dispatch is forced off
- *   (KOE_CPU_DISABLE=avx512bf16,avx512vnni), as on a CPU without it;
+/* The precision setting of the engine (koe_model_load_ex) and the bf16 and int8 quality gates:
+ * - auto picks int8 with AVX-512 VNNI, else bf16 with AVX-512 BF16, else fp32, also once the
+ *   dispatch is forced off (KOE_CPU_DISABLE=avx512vnni, =avx512bf16,avx512vnni), as on a CPU
+ *   without them;
  * - on the reference cases (tests/data/kokoro-tiny, and ../shared/vectors when present) every
- *   stage is within its tolerance in bf16, stage by stage, the generator also from the reference
- *   STFT (koe_model_check_case: fp32 tolerances for the text side, which stays float32, bf16 ones
- *   for the decoder and generator), with every bf16 kernel this CPU can run;
+ *   stage is within its tolerance in bf16 and in int8, stage by stage, the generator also from
+ *   the reference STFT (koe_model_check_case: fp32 tolerances for the text side, which stays
+ *   float32, the precision's own for the decoder and generator), with every kernel this CPU
+ *   can run (int8's kernels give the same bits);
  * - on full-size random weights (koe_weights_write_random, as `koe random-weights`): the
- *   generator alone from the same input, bf16 against fp32 (relative error of its output before
- *   the iSTFT and of the audio, log-spectral distance of the audio), and the whole engine. */
+ *   generator alone from the same input, bf16 and int8 against fp32 (relative error of its
+ *   output before the iSTFT and of the audio, log-spectral distance of the audio), and the whole
+ *   engine. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +24,8 @@
 #include "model/check.h"
 #include "model/generator.h"
 #include "model/ops_bf16.h"
+#include "model/ops_conv.h"
+#include "model/ops_int8.h"
 #include "model/pool.h"
 
 /* Unoptimized sanitizer builds run the same checks on less data (one reference case per
@@ -60,9 +65,13 @@ static void test_names(void) {
     KT_EXPECT(!koe_precision_parse("auto", &p, &err) && p == KOE_PRECISION_AUTO);
     KT_EXPECT(koe_precision_parse("fp16", &p, &err) == KOE_ERR_INVALID && strstr(err.msg, "fp16"));
     KT_EXPECT(!strcmp(koe_precision_name(KOE_PRECISION_BF16), "bf16"));
-    /* int8 is refused with a message, not silently replaced */
     koe_model *m = load(KOE_PRECISION_INT8, &err);
-    KT_CHECK(!m && err.code == KOE_ERR_UNSUPPORTED && strstr(err.msg, "int8"), "int8: %s", err.msg);
+    KT_CHECK(m && koe_model_precision(m) == KOE_PRECISION_INT8, "int8: %s", err.msg);
+    koe_model_free(m);
+    /* a value outside the enum is refused with a message */
+    koe_model_options bad = {.config_path = config, .precision = (koe_precision)9};
+    m = koe_model_load_ex(weights, &bad, &err);
+    KT_CHECK(!m && err.code == KOE_ERR_INVALID, "precision 9: %s", err.msg);
     koe_model_free(m);
     /* plain koe_model_load stays float32 */
     m = koe_model_load(weights, config, &err);
@@ -74,12 +83,20 @@ static void test_auto(void) {
     env_save();
     koe_error err = {0};
     unsetenv("KOE_CPU_DISABLE");
-    int native = koe_cpu_has("avx512bf16") && koe_cpu_has("avx512f");
-    KT_EXPECT(koe_precision_auto() == (native ? KOE_PRECISION_BF16 : KOE_PRECISION_FP32));
+    int bf16 = koe_cpu_has("avx512bf16") && koe_cpu_has("avx512f");
+    int vnni = koe_i8_kernel_usable(KOE_I8_KERNEL_AVX512VNNI);
+    koe_precision want = vnni ? KOE_PRECISION_INT8 : bf16 ? KOE_PRECISION_BF16 : KOE_PRECISION_FP32;
+    KT_EXPECT(koe_precision_auto() == want);
     koe_model *m = load(KOE_PRECISION_AUTO, &err);
-    KT_CHECK(m && koe_model_precision(m) == koe_precision_auto(), "auto: %s", err.msg);
+    KT_CHECK(m && koe_model_precision(m) == want, "auto: %s", err.msg);
     koe_model_free(m);
-    /* a CPU without BF16/VNNI (forced): auto is fp32, an explicit bf16 still works */
+    /* a CPU with BF16 but no VNNI (forced): auto is bf16 where BF16 is, else fp32 */
+    setenv("KOE_CPU_DISABLE", "avx512vnni", 1);
+    KT_EXPECT(koe_precision_auto() == (bf16 ? KOE_PRECISION_BF16 : KOE_PRECISION_FP32));
+    m = load(KOE_PRECISION_AUTO, &err);
+    KT_CHECK(m && koe_model_precision(m) == koe_precision_auto(), "VNNI off: %s", err.msg);
+    koe_model_free(m);
+    /* a CPU without BF16/VNNI (forced): auto is fp32, an explicit bf16 or int8 still works */
     setenv("KOE_CPU_DISABLE", "avx512bf16,avx512vnni", 1);
     KT_EXPECT(koe_precision_auto() == KOE_PRECISION_FP32);
     m = load(KOE_PRECISION_AUTO, &err);
@@ -87,6 +104,9 @@ static void test_auto(void) {
     koe_model_free(m);
     m = load(KOE_PRECISION_BF16, &err);
     KT_CHECK(m && koe_model_precision(m) == KOE_PRECISION_BF16, "bf16 forced off: %s", err.msg);
+    koe_model_free(m);
+    m = load(KOE_PRECISION_INT8, &err);
+    KT_CHECK(m && koe_model_precision(m) == KOE_PRECISION_INT8, "int8 forced off: %s", err.msg);
     koe_model_free(m);
     /* without AVX-512 at all */
     setenv("KOE_CPU_DISABLE", "avx512f", 1);
@@ -117,57 +137,81 @@ static const koe_check_stage *find_stage(const koe_check_report *r, const char *
     return NULL;
 }
 
-static void test_reference_cases(void) {
+/* The reference cases in precision prec (BF16 or INT8) against fp32, with each kernel of that
+ * precision this CPU can run (forced with KOE_CPU_DISABLE). */
+static void reference_cases(koe_precision prec) {
     char dirs[4][4096];
     int n = case_dirs(dirs, 4);
-    static const char *disable[] = {"", "avx512bf16", "avx512bf16,avx2"};
+    int i8 = prec == KOE_PRECISION_INT8;
+    static const char *dis16[] = {"", "avx512bf16", "avx512bf16,avx2"};
+    static const char *dis8[] = {"", "avx512vnni", "avx512vnni,avx2"};
+    const char *pn = koe_precision_name(prec);
     env_save();
-    koe_bf16_kernel prev = (koe_bf16_kernel)-1;
+    int prev = -1;
+    /* int8: the first kernel's figures, which every other must repeat exactly (exact integer
+     * sums), as long as the layers int8 leaves in bf16 run on the same bf16 kernel */
+    double first[4][4];
+    koe_bf16_kernel first_bf16 = koe_bf16_best_kernel();
     for (int k = 0; k < 3; k++) {
-        setenv("KOE_CPU_DISABLE", disable[k], 1);
-        koe_bf16_kernel kern = koe_bf16_best_kernel();
+        setenv("KOE_CPU_DISABLE", i8 ? dis8[k] : dis16[k], 1);
+        int kern = i8 ? (int)koe_i8_best_kernel() : (int)koe_bf16_best_kernel();
+        const char *kname = i8 ? koe_i8_kernel_name((koe_i8_kernel)kern)
+                               : koe_bf16_kernel_name((koe_bf16_kernel)kern);
         if (kern == prev) continue;
+        int first_kernel = prev == -1;
         prev = kern;
         koe_error err = {0};
-        koe_model *m32 = load(KOE_PRECISION_FP32, &err), *m16 = load(KOE_PRECISION_BF16, &err);
-        KT_CHECK(m32 && m16, "load: %s", err.msg);
+        koe_model *m32 = load(KOE_PRECISION_FP32, &err), *mp = load(prec, &err);
+        KT_CHECK(m32 && mp, "load: %s", err.msg);
         koe_ctx *c32 = m32 ? koe_ctx_new(m32, 2, &err) : NULL;
-        koe_ctx *c16 = m16 ? koe_ctx_new(m16, 2, &err) : NULL;
-        int n_here = SLOW_BUILD && k > 0 ? 1 : n;
-        for (int i = 0; c32 && c16 && i < n_here; i++) {
-            koe_check_report r32, r16;
+        koe_ctx *cp = mp ? koe_ctx_new(mp, 2, &err) : NULL;
+        /* int8: the other kernels must repeat the first one exactly: one case is enough */
+        int n_here = (SLOW_BUILD || i8) && !first_kernel ? 1 : SLOW_BUILD && i8 && n > 2 ? 2 : n;
+        for (int i = 0; c32 && cp && i < n_here; i++) {
+            koe_check_report r32, rp;
             KT_CHECK(!koe_model_check_case(c32, dirs[i], &r32, &err), "%s", err.msg);
-            KT_CHECK(!koe_model_check_case(c16, dirs[i], &r16, &err), "%s", err.msg);
+            KT_CHECK(!koe_model_check_case(cp, dirs[i], &rp, &err), "%s", err.msg);
             KT_CHECK(r32.pass, "fp32 %s: %s", dirs[i], r32.first_failure);
-            KT_CHECK(r16.pass, "bf16 (%s) %s: first failure %s", koe_bf16_kernel_name(kern),
-                     dirs[i], r16.first_failure);
-            KT_EXPECT(r16.dur_mismatches == 0 && r16.frames_got == r16.frames_ref);
+            KT_CHECK(rp.pass, "%s (%s) %s: first failure %s", pn, kname, dirs[i], rp.first_failure);
+            KT_EXPECT(rp.dur_mismatches == 0 && rp.frames_got == rp.frames_ref);
             /* the text side is float32 in both: the same numbers */
             const char *same[] = {"bert", "pred_lstm", "F0_pred", "N_pred", "asr"};
             for (int s = 0; s < 5; s++) {
-                const koe_check_stage *a = find_stage(&r32, same[s]),
-                                      *b = find_stage(&r16, same[s]);
+                const koe_check_stage *a = find_stage(&r32, same[s]), *b = find_stage(&rp, same[s]);
                 KT_CHECK(a && b && a->max_abs == b->max_abs, "%s differs between precisions",
                          same[s]);
             }
-            /* and the decoder really ran in bf16 (errors of bf16's size, not float32's) */
+            /* and the decoder really ran in reduced precision (errors of its size, not
+             * float32's) */
             const char *dec[] = {"dec_encode", "gen_input", "gen.conv_post", "gen.audio"};
-            printf("  %s %s:", koe_bf16_kernel_name(kern), strrchr(dirs[i], '/') + 1);
+            printf("  %s %s %s:", pn, kname, strrchr(dirs[i], '/') + 1);
             for (int s = 0; s < 4; s++) {
-                const koe_check_stage *a = find_stage(&r32, dec[s]), *b = find_stage(&r16, dec[s]);
+                const koe_check_stage *a = find_stage(&r32, dec[s]), *b = find_stage(&rp, dec[s]);
                 if (!a || !b) continue;
                 printf(" %s %.1e (fp32 %.1e)", dec[s], b->max_rel, a->max_rel);
                 KT_CHECK(b->max_rel > 1e-4 && b->max_rel > 10 * a->max_rel,
-                         "%s: bf16 error %g, fp32 %g", dec[s], b->max_rel, a->max_rel);
+                         "%s: %s error %g, fp32 %g", dec[s], pn, b->max_rel, a->max_rel);
+                if (i8 && i < 4 && first_kernel) first[i][s] = b->max_rel;
+                if (i8 && i < 4 && !first_kernel && koe_bf16_best_kernel() == first_bf16)
+                    KT_CHECK(b->max_rel == first[i][s], "int8 %s: %s gives %g, the first kernel %g",
+                             dec[s], kname, b->max_rel, first[i][s]);
             }
             printf("\n");
         }
         koe_ctx_free(c32);
-        koe_ctx_free(c16);
+        koe_ctx_free(cp);
         koe_model_free(m32);
-        koe_model_free(m16);
+        koe_model_free(mp);
     }
     env_restore();
+}
+
+static void test_reference_cases(void) {
+    reference_cases(KOE_PRECISION_BF16);
+}
+
+static void test_reference_cases_int8(void) {
+    reference_cases(KOE_PRECISION_INT8);
 }
 
 /* ---- full-size random weights ------------------------------------------------------------ */
@@ -242,12 +286,19 @@ static void grab_stage(void *user, const char *stage, const float *data, int ndi
 }
 
 /* Thresholds, justified in docs/PERFORMANCE.md ("Reduced precision"): measured by this test on
- * this machine (generator from the same input: output 7.6e-3, audio 9.5e-3, LSD 0.22 dB; whole
- * engine: audio 9.5e-3, LSD 0.19 dB), with 2-3× room; a real defect (a lost tap or column, a
- * mis-packed weight) gives errors of order 1 and LSDs of several dB. */
-#define FULL_GEN_REL   2e-2
-#define FULL_AUDIO_REL 3e-2
-#define FULL_LSD_DB    0.5
+ * this machine, with 2-3× room; a real defect (a lost tap or column, a mis-packed weight, a
+ * wrong scale) gives errors of order 1 and LSDs of several dB.
+ * bf16: generator from the same input: output 7.6e-3, audio 9.5e-3, LSD 0.22 dB; whole engine:
+ * audio 9.5e-3, LSD 0.19 dB.
+ * int8: generator: output 1.9e-2, audio 2.3e-2, LSD 0.47 dB; engine: audio 2.4e-2, LSD 0.45 dB. */
+typedef struct bounds {
+    double gen_rel, audio_rel, lsd_db;
+} bounds;
+static const bounds BF16_BOUNDS = {2e-2, 3e-2, 0.5}, INT8_BOUNDS = {5e-2, 6e-2, 1.0};
+
+static const bounds *bounds_of(koe_precision p) {
+    return p == KOE_PRECISION_INT8 ? &INT8_BOUNDS : &BF16_BOUNDS;
+}
 
 static void test_full_size_random(void) {
     char path[256];
@@ -257,15 +308,20 @@ static void test_full_size_random(void) {
         KT_CHECK(0, "random weights: %s", err.msg);
         return;
     }
-    /* the generator alone, from the same input */
+    /* the generator alone, from the same input: fp32, bf16, int8 */
+    static const koe_precision precs[3] = {KOE_PRECISION_FP32, KOE_PRECISION_BF16,
+                                           KOE_PRECISION_INT8};
+    static const int conv_prec[3] = {KOE_CONV_FP32, KOE_CONV_BF16, KOE_CONV_INT8};
     koe_weights *w = koe_weights_open(path, &err);
-    koe_generator *g32 = w ? koe_generator_new_prec(koe_weights_lookup, w, 0, &err) : NULL;
-    koe_generator *g16 = w ? koe_generator_new_prec(koe_weights_lookup, w, 1, &err) : NULL;
+    koe_generator *g[3] = {NULL, NULL, NULL};
+    for (int p = 0; p < 3 && w; p++) {
+        g[p] = koe_generator_new_prec(koe_weights_lookup, w, conv_prec[p], &err);
+        KT_CHECK(g[p] != NULL, "generator %s: %s", koe_precision_name(precs[p]), err.msg);
+    }
     koe_weights_close(w);
-    KT_CHECK(g32 && g16, "generator: %s", err.msg);
     koe_pool *pool = koe_pool_new(2, &err);
-    if (g32 && g16 && pool) {
-        int W2 = koe_generator_width(g32), frames2 = SLOW_BUILD ? 12 : 80; /* 1 s of audio */
+    if (g[0] && g[1] && g[2] && pool) {
+        int W2 = koe_generator_width(g[0]), frames2 = SLOW_BUILD ? 12 : 80; /* 1 s of audio */
         int64_t S = koe_generator_samples(frames2);
         float *x = malloc(sizeof(float) * (size_t)W2 * frames2), f0[80], style[128];
         uint64_t r = 99;
@@ -275,53 +331,63 @@ static void test_full_size_random(void) {
         }
         for (int i = 0; i < frames2; i++) f0[i] = i % 20 < 16 ? 120.0f + 2.0f * i : 0.0f;
         for (int i = 0; i < 128; i++) style[i] = 0.1f * (float)((i * 29) % 13 - 6) / 6.0f;
-        size_t ns = koe_generator_scratch_floats(g32, frames2, pool);
-        size_t ns16 = koe_generator_scratch_floats(g16, frames2, pool);
-        float *scr = malloc(sizeof(float) * (ns > ns16 ? ns : ns16));
-        float *a32 = malloc(sizeof(float) * (size_t)S), *a16 = malloc(sizeof(float) * (size_t)S);
-        grab p32 = {"conv_post", NULL, 0}, p16 = {"conv_post", NULL, 0};
-        koe_stage_tap t32 = {grab_stage, &p32}, t16 = {grab_stage, &p16};
-        koe_noise noise = {KOE_NOISE_RANDOM, 5};
-        KT_EXPECT(!koe_generator_run(g32, pool, scr, x, frames2, f0, style, noise, &t32, NULL, a32,
-                                     &err));
-        KT_EXPECT(!koe_generator_run(g16, pool, scr, x, frames2, f0, style, noise, &t16, NULL, a16,
-                                     &err));
-        if (p32.data && p16.data && p32.n == p16.n) {
-            double ep = rel_err(p16.data, p32.data, p32.n), ea = rel_err(a16, a32, S);
-            double lsd = lsd_db(a16, a32, S);
-            printf("  full-size generator, same input, %.2f s: output (conv_post) relative error "
-                   "%.2e, audio %.2e, log-spectral distance %.3f dB\n",
-                   (double)S / KOE_MODEL_SAMPLE_RATE, ep, ea, lsd);
-            KT_CHECK(ep < FULL_GEN_REL && ep > 1e-5, "generator output relative error %g", ep);
-            KT_CHECK(ea < FULL_AUDIO_REL, "audio relative error %g", ea);
-            KT_CHECK(lsd < FULL_LSD_DB, "log-spectral distance %g dB", lsd);
-        } else {
-            KT_CHECK(0, "no conv_post tap");
+        size_t ns = 0;
+        for (int p = 0; p < 3; p++) {
+            size_t n = koe_generator_scratch_floats(g[p], frames2, pool);
+            ns = n > ns ? n : ns;
         }
-        free(p32.data);
-        free(p16.data);
+        float *scr = malloc(sizeof(float) * ns), *audio[3];
+        grab post[3];
+        koe_noise noise = {KOE_NOISE_RANDOM, 5};
+        for (int p = 0; p < 3; p++) {
+            audio[p] = malloc(sizeof(float) * (size_t)S);
+            post[p] = (grab){"conv_post", NULL, 0};
+            koe_stage_tap tap = {grab_stage, &post[p]};
+            KT_EXPECT(!koe_generator_run(g[p], pool, scr, x, frames2, f0, style, noise, &tap, NULL,
+                                         audio[p], &err));
+        }
+        for (int p = 1; p < 3; p++) {
+            const bounds *b = bounds_of(precs[p]);
+            if (!post[0].data || !post[p].data || post[0].n != post[p].n) {
+                KT_CHECK(0, "no conv_post tap");
+                continue;
+            }
+            double ep = rel_err(post[p].data, post[0].data, post[0].n);
+            double ea = rel_err(audio[p], audio[0], S), lsd = lsd_db(audio[p], audio[0], S);
+            printf("  %s: full-size generator, same input, %.2f s: output (conv_post) relative "
+                   "error %.2e, audio %.2e, log-spectral distance %.3f dB\n",
+                   koe_precision_name(precs[p]), (double)S / KOE_MODEL_SAMPLE_RATE, ep, ea, lsd);
+            KT_CHECK(ep < b->gen_rel && ep > 1e-5, "%s generator output relative error %g",
+                     koe_precision_name(precs[p]), ep);
+            KT_CHECK(ea < b->audio_rel, "%s audio relative error %g", koe_precision_name(precs[p]),
+                     ea);
+            KT_CHECK(lsd < b->lsd_db, "%s log-spectral distance %g dB",
+                     koe_precision_name(precs[p]), lsd);
+        }
+        for (int p = 0; p < 3; p++) {
+            free(post[p].data);
+            free(audio[p]);
+        }
         free(x);
         free(scr);
-        free(a32);
-        free(a16);
     }
     koe_pool_free(pool);
-    koe_generator_free(g32);
-    koe_generator_free(g16);
+    for (int p = 0; p < 3; p++) koe_generator_free(g[p]);
 
     /* the whole engine, 30 tokens */
     if (SLOW_BUILD) {
         unlink(path);
         return;
     }
-    koe_model_options o32 = {.precision = KOE_PRECISION_FP32},
-                      o16 = {.precision = KOE_PRECISION_BF16};
-    koe_model *m32 = koe_model_load_ex(path, &o32, &err),
-              *m16 = koe_model_load_ex(path, &o16, &err);
-    KT_CHECK(m32 && m16, "model: %s", err.msg);
-    koe_ctx *c32 = m32 ? koe_ctx_new(m32, 2, &err) : NULL,
-            *c16 = m16 ? koe_ctx_new(m16, 2, &err) : NULL;
-    if (c32 && c16) {
+    koe_model *m[3] = {NULL, NULL, NULL};
+    koe_ctx *c[3] = {NULL, NULL, NULL};
+    for (int p = 0; p < 3; p++) {
+        koe_model_options o = {.precision = precs[p]};
+        m[p] = koe_model_load_ex(path, &o, &err);
+        KT_CHECK(m[p] != NULL, "model %s: %s", koe_precision_name(precs[p]), err.msg);
+        c[p] = m[p] ? koe_ctx_new(m[p], 2, &err) : NULL;
+    }
+    if (c[0] && c[1] && c[2]) {
         int32_t ids[32];
         ids[0] = ids[31] = 0;
         for (int i = 1; i < 31; i++) ids[i] = 1 + (i * 37) % 170;
@@ -329,26 +395,31 @@ static void test_full_size_random(void) {
         for (int i = 0; i < 256; i++) ref_s[i] = 0.2f * (float)((i * 37) % 11 - 5) / 5.0f;
         koe_noise noise = {KOE_NOISE_RANDOM, 3};
         koe_synth_out o1, o2;
-        KT_EXPECT(!koe_synthesize(c32, ids, 32, ref_s, 1.0f, noise, NULL, NULL, &o1, &err));
+        KT_EXPECT(!koe_synthesize(c[0], ids, 32, ref_s, 1.0f, noise, NULL, NULL, &o1, &err));
         float *keep = malloc(sizeof(float) * (size_t)o1.n_samples);
         memcpy(keep, o1.audio, sizeof(float) * (size_t)o1.n_samples);
-        KT_EXPECT(!koe_synthesize(c16, ids, 32, ref_s, 1.0f, noise, NULL, NULL, &o2, &err));
-        KT_CHECK(o1.n_samples == o2.n_samples && o1.frames == o2.frames, "lengths differ");
-        if (o1.n_samples == o2.n_samples) {
+        for (int p = 1; p < 3; p++) {
+            const bounds *b = bounds_of(precs[p]);
+            KT_EXPECT(!koe_synthesize(c[p], ids, 32, ref_s, 1.0f, noise, NULL, NULL, &o2, &err));
+            KT_CHECK(o1.n_samples == o2.n_samples && o1.frames == o2.frames, "lengths differ");
+            if (o1.n_samples != o2.n_samples) continue;
             double ea = rel_err(o2.audio, keep, o1.n_samples);
             double lsd = lsd_db(o2.audio, keep, o1.n_samples);
-            printf("  full-size engine, 30 tokens (%.2f s): audio relative error %.2e, "
+            printf("  %s: full-size engine, 30 tokens (%.2f s): audio relative error %.2e, "
                    "log-spectral distance %.3f dB\n",
-                   (double)o1.n_samples / KOE_MODEL_SAMPLE_RATE, ea, lsd);
-            KT_CHECK(ea < FULL_AUDIO_REL, "engine audio relative error %g", ea);
-            KT_CHECK(lsd < FULL_LSD_DB, "engine log-spectral distance %g dB", lsd);
+                   koe_precision_name(precs[p]), (double)o1.n_samples / KOE_MODEL_SAMPLE_RATE, ea,
+                   lsd);
+            KT_CHECK(ea < b->audio_rel, "%s engine audio relative error %g",
+                     koe_precision_name(precs[p]), ea);
+            KT_CHECK(lsd < b->lsd_db, "%s engine log-spectral distance %g dB",
+                     koe_precision_name(precs[p]), lsd);
         }
         free(keep);
     }
-    koe_ctx_free(c32);
-    koe_ctx_free(c16);
-    koe_model_free(m32);
-    koe_model_free(m16);
+    for (int p = 0; p < 3; p++) {
+        koe_ctx_free(c[p]);
+        koe_model_free(m[p]);
+    }
     unlink(path);
 }
 
@@ -359,6 +430,7 @@ int main(void) {
     kt_run("names", test_names);
     kt_run("auto", test_auto);
     kt_run("reference_cases", test_reference_cases);
+    kt_run("reference_cases_int8", test_reference_cases_int8);
     kt_run("full_size_random", test_full_size_random);
     return kt_finish();
 }

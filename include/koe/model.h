@@ -51,16 +51,18 @@ typedef enum koe_precision {
     KOE_PRECISION_AUTO = 0, /* the fastest precision whose quality gate passes on this CPU */
     KOE_PRECISION_FP32 = 1,
     KOE_PRECISION_BF16 = 2, /* bf16 weights and activations, float32 sums */
-    KOE_PRECISION_INT8 = 3  /* not implemented yet: koe_model_load_ex says so */
+    KOE_PRECISION_INT8 = 3  /* int8 weights (per output channel) and activations (a scale per time
+                               tile), int32 sums; the few layers where int8 is unsafe in bf16 */
 } koe_precision;
 
 /* "auto", "fp32", "bf16", "int8". */
 const char *koe_precision_name(koe_precision p);
 /* The inverse (also "float32", "f32"); 0 or KOE_ERR_INVALID naming the bad value. */
 int koe_precision_parse(const char *s, koe_precision *out, koe_error *err);
-/* What AUTO means on this CPU: BF16 where AVX-512 BF16 (vdpbf16ps) is present, else FP32 (the
- * AVX2 and portable bf16 kernels are correct but slower than float32 OpenBLAS). Honours
- * KOE_CPU_DISABLE (e.g. "avx512bf16,avx512vnni"), read on every call. */
+/* What AUTO means on this CPU: INT8 where AVX-512 VNNI (vpdpbusd) is present, else BF16 where
+ * AVX-512 BF16 (vdpbf16ps) is, else FP32 (the AVX2 and portable kernels are correct but not
+ * faster than float32 OpenBLAS per multiply). Honours KOE_CPU_DISABLE (e.g.
+ * "avx512bf16,avx512vnni"), read on every call. */
 koe_precision koe_precision_auto(void);
 
 typedef struct koe_model_options {

@@ -88,7 +88,7 @@ typedef struct koe_pipeline_decision {
 } koe_pipeline_decision;
 /* The optimizer's latest decisions (at most 16 kept), oldest first; returns how many. */
 int koe_pipeline_get_decisions(koe_pipeline *p, koe_pipeline_decision *out, int max);
-/* The engine's numeric precision ("fp32", "bf16"), NULL with espeak-ng. */
+/* The engine's numeric precision ("fp32", "bf16", "int8"), NULL with espeak-ng. */
 const char *koe_pipeline_precision(const koe_pipeline *p);
 /* The voice list (NULL when the voice packs are missing: espeak-ng then speaks every name). */
 const struct koe_voices *koe_pipeline_voices(const koe_pipeline *p);

@@ -29,7 +29,7 @@ static const char *const PARAGRAPH =
 static void usage(FILE *f) {
     fprintf(f,
             "usage: koe bench [--model FILE | --random-weights] [--config FILE]\n"
-            "                 [--precision fp32|bf16|auto] [--threads N] [--runs N]\n"
+            "                 [--precision fp32|bf16|int8|auto] [--threads N] [--runs N]\n"
             "                 [--voice NAME] [--data-dir DIR] [--json] [TEXT]\n"
             "\n"
             "Times speech through the server's pipeline (no HTTP) on this machine: time to first\n"

@@ -67,7 +67,8 @@ static const flag flags[] = {
     {"phoneme-cache-mb", "KOE_PHONEME_CACHE_MB", "4",
      "MiB of phonemes remembered per (text, language) (0 = off)"},
     {"precision", "KOE_PRECISION", "auto",
-     "Kokoro arithmetic: fp32, bf16, int8 or auto (bf16 with AVX-512 BF16, else fp32)"},
+     "Kokoro arithmetic: fp32, bf16, int8 or auto (int8 with AVX-512 VNNI, else bf16 with "
+     "AVX-512 BF16, else fp32)"},
     {"first-segment-min", "KOE_FIRST_SEGMENT_MIN", "0",
      "the first clause end after this many characters ends the first segment"},
     {"segment-ramp", "KOE_SEGMENT_RAMP", "2",

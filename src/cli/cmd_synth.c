@@ -25,7 +25,8 @@ static void usage(FILE *f) {
                "mp3, opus, flac, aac, pcm). With --model the Kokoro engine speaks, otherwise\n"
                "espeak-ng. Voices: koe voices; blends like af_bella:0.7+af_sky:0.3.\n"
                "--precision: the engine's decoder and generator arithmetic; auto (the default,\n"
-               "or KOE_PRECISION) is bf16 on CPUs with AVX-512 BF16, else fp32.\n");
+               "or KOE_PRECISION) is int8 on CPUs with AVX-512 VNNI, else bf16 on CPUs with\n"
+               "AVX-512 BF16, else fp32.\n");
 }
 
 typedef struct sink {

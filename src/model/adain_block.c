@@ -35,7 +35,7 @@ koe_conv *koe_wn_conv_load(koe_fetcher *f, const char *prefix, int cin, int cout
 }
 
 koe_conv *koe_wn_conv_load_prec(koe_fetcher *f, const char *prefix, int cin, int cout, int k,
-                                int with_bias, int bf16) {
+                                int with_bias, int prec) {
     char nm[160];
     int64_t sv[3] = {cout, cin, k}, sg[3] = {cout, 1, 1}, sb[1] = {cout};
     snprintf(nm, sizeof nm, "%s.weight_v", prefix);
@@ -55,7 +55,12 @@ koe_conv *koe_wn_conv_load_prec(koe_fetcher *f, const char *prefix, int cin, int
         return NULL;
     }
     koe_weight_norm(g, v, cout, (size_t)cin * k, w);
-    koe_conv_desc d = {.cin = cin, .cout = cout, .k = k, .pad = k / 2, .bf16 = bf16};
+    koe_conv_desc d = {.cin = cin,
+                       .cout = cout,
+                       .k = k,
+                       .pad = k / 2,
+                       .bf16 = prec >= KOE_CONV_BF16,
+                       .int8 = prec == KOE_CONV_INT8};
     koe_conv *c = koe_conv_new(&d, w, b, f->err);
     free(w);
     if (!c) f->failed = f->err ? f->err->code : KOE_ERR_NOMEM;
@@ -68,7 +73,7 @@ void koe_resblk_load(koe_fetcher *f, const char *prefix, int cin, int cout, int 
 }
 
 void koe_resblk_load_prec(koe_fetcher *f, const char *prefix, int cin, int cout, int upsample,
-                          int st, int bf16, koe_resblk *rb) {
+                          int st, int prec, koe_resblk *rb) {
     char nm[160];
     rb->cin = cin;
     rb->cout = cout;
@@ -78,12 +83,18 @@ void koe_resblk_load_prec(koe_fetcher *f, const char *prefix, int cin, int cout,
     snprintf(nm, sizeof nm, "%s.norm2", prefix);
     adain_load(f, nm, cout, st, &rb->n2);
     snprintf(nm, sizeof nm, "%s.conv1", prefix);
-    rb->conv1 = koe_wn_conv_load_prec(f, nm, cin, cout, 3, 1, bf16);
+    /* conv1 and conv2 read AdaIN-normalized activations (every channel at a similar scale),
+     * which one int8 scale per tensor represents well. The shortcut reads the block's raw
+     * input, which in the decoder is [x; asr_res; F0; N]: F0 in Hz is ~100× the other
+     * channels, so one scale would round the rest to a few levels: bf16 there in int8 models
+     * (it is a k 1 layer, a small part of the work). */
+    rb->conv1 = koe_wn_conv_load_prec(f, nm, cin, cout, 3, 1, prec);
     snprintf(nm, sizeof nm, "%s.conv2", prefix);
-    rb->conv2 = koe_wn_conv_load_prec(f, nm, cout, cout, 3, 1, bf16);
+    rb->conv2 = koe_wn_conv_load_prec(f, nm, cout, cout, 3, 1, prec);
     if (cin != cout) {
         snprintf(nm, sizeof nm, "%s.conv1x1", prefix);
-        rb->sc = koe_wn_conv_load_prec(f, nm, cin, cout, 1, 0, bf16);
+        rb->sc = koe_wn_conv_load_prec(f, nm, cin, cout, 1, 0,
+                                       prec > KOE_CONV_BF16 ? KOE_CONV_BF16 : prec);
     }
     if (upsample && !f->failed) {
         int64_t sv[3] = {cin, 1, 3}, sg[3] = {cin, 1, 1}, sb[1] = {cin};

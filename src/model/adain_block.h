@@ -29,9 +29,11 @@ typedef struct koe_resblk {
 /* prefix: e.g. "decoder.encode"; st: style width (128). Errors go through f (f->failed). */
 void koe_resblk_load(koe_fetcher *f, const char *prefix, int cin, int cout, int upsample, int st,
                      koe_resblk *rb);
-/* The same with conv1, conv2 and the shortcut in bf16 when bf16 is 1 (koe_conv_desc.bf16). */
+/* The same in reduced precision: prec KOE_CONV_BF16 (ops_conv.h) runs conv1, conv2 and the
+ * shortcut in bf16; KOE_CONV_INT8 runs conv1 and conv2 in int8 and the shortcut in bf16 (see
+ * adain_block.c). */
 void koe_resblk_load_prec(koe_fetcher *f, const char *prefix, int cin, int cout, int upsample,
-                          int st, int bf16, koe_resblk *rb);
+                          int st, int prec, koe_resblk *rb);
 void koe_resblk_free(koe_resblk *rb);
 /* Floats of scratch a run over L input steps needs. */
 size_t koe_resblk_scratch(const koe_resblk *rb, int L, koe_pool *pool);
@@ -43,6 +45,6 @@ void koe_resblk_run(const koe_resblk *rb, koe_pool *pool, float *scratch, const 
 koe_conv *koe_wn_conv_load(koe_fetcher *f, const char *prefix, int cin, int cout, int k,
                            int with_bias);
 koe_conv *koe_wn_conv_load_prec(koe_fetcher *f, const char *prefix, int cin, int cout, int k,
-                                int with_bias, int bf16);
+                                int with_bias, int prec);
 
 #endif

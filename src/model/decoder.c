@@ -47,7 +47,7 @@ koe_decoder *koe_decoder_new(koe_tensor_lookup lookup, void *user, int H, int st
     return koe_decoder_new_prec(lookup, user, H, st, 0, err);
 }
 
-koe_decoder *koe_decoder_new_prec(koe_tensor_lookup lookup, void *user, int H, int st, int bf16,
+koe_decoder *koe_decoder_new_prec(koe_tensor_lookup lookup, void *user, int H, int st, int prec,
                                   koe_error *err) {
     koe_decoder *d = calloc(1, sizeof *d);
     if (!d) {
@@ -78,12 +78,13 @@ koe_decoder *koe_decoder_new_prec(koe_tensor_lookup lookup, void *user, int H, i
     }
     d->f0_conv = stride2_conv(&f, "decoder.F0_conv");
     d->n_conv = stride2_conv(&f, "decoder.N_conv");
-    d->asr_res = koe_wn_conv_load_prec(&f, "decoder.asr_res.0", H, d->W3, 1, 1, bf16);
-    koe_resblk_load_prec(&f, "decoder.encode", H + 2, d->W1, 0, st, bf16, &d->encode);
+    /* asr_res reads the aligned text features alone (one kind of channel): int8 is fine */
+    d->asr_res = koe_wn_conv_load_prec(&f, "decoder.asr_res.0", H, d->W3, 1, 1, prec);
+    koe_resblk_load_prec(&f, "decoder.encode", H + 2, d->W1, 0, st, prec, &d->encode);
     for (int i = 0; i < 4 && !f.failed; i++) {
         char nm[64];
         snprintf(nm, sizeof nm, "decoder.decode.%d", i);
-        koe_resblk_load_prec(&f, nm, d->W1 + d->W3 + 2, i == 3 ? d->W2 : d->W1, i == 3, st, bf16,
+        koe_resblk_load_prec(&f, nm, d->W1 + d->W3 + 2, i == 3 ? d->W2 : d->W1, i == 3, st, prec,
                              &d->decode[i]);
     }
     if (f.failed) {

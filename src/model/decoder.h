@@ -16,8 +16,9 @@ typedef struct koe_decoder koe_decoder;
 
 /* H: text width (asr channels); st: style width (128). */
 koe_decoder *koe_decoder_new(koe_tensor_lookup lookup, void *user, int H, int st, koe_error *err);
-/* The same with the convolutions in bf16 when bf16 is 1 (see koe_conv_desc.bf16). */
-koe_decoder *koe_decoder_new_prec(koe_tensor_lookup lookup, void *user, int H, int st, int bf16,
+/* The same with the convolutions in reduced precision: prec KOE_CONV_BF16 or KOE_CONV_INT8
+ * (ops_conv.h; the layers int8 leaves in bf16 are named in adain_block.c). */
+koe_decoder *koe_decoder_new_prec(koe_tensor_lookup lookup, void *user, int H, int st, int prec,
                                   koe_error *err);
 void koe_decoder_free(koe_decoder *d);
 int koe_decoder_out_width(const koe_decoder *d); /* W2 */

@@ -45,7 +45,7 @@ typedef struct loader {
     void *user;
     koe_error *err;
     int failed;
-    int bf16;
+    int prec; /* KOE_CONV_FP32, _BF16 or _INT8 (ops_conv.h) */
 } loader;
 
 /* Fetches `name` (under decoder.generator.) and checks its shape against want[0..nd-1]; a want
@@ -100,8 +100,20 @@ static float *fetch_copy(loader *ld, const char *name, int nd, int64_t *want, in
 }
 
 /* A weight-normed Conv1d `name` (weight_g, weight_v, bias) of cin → cout channels. */
+/* The desc flags for precision p (KOE_CONV_*). */
+static int is_bf16(int p) {
+    return p >= KOE_CONV_BF16;
+}
+static int is_int8(int p) {
+    return p == KOE_CONV_INT8;
+}
+/* At most bf16: the layers an int8 model keeps in bf16. */
+static int cap_bf16(int p) {
+    return p > KOE_CONV_BF16 ? KOE_CONV_BF16 : p;
+}
+
 static koe_conv *load_wn_conv(loader *ld, const char *name, int cin, int cout, int k, int pad,
-                              int dil) {
+                              int dil, int prec) {
     char nm[128];
     int64_t sv[3] = {cout, cin, k}, sg[3] = {cout, 1, 1}, sb[1] = {cout};
     snprintf(nm, sizeof nm, "%s.weight_v", name);
@@ -119,7 +131,13 @@ static koe_conv *load_wn_conv(loader *ld, const char *name, int cin, int cout, i
         return NULL;
     }
     koe_weight_norm(g, v, cout, (size_t)cin * k, w);
-    koe_conv_desc d = {.cin = cin, .cout = cout, .k = k, .pad = pad, .dil = dil, .bf16 = ld->bf16};
+    koe_conv_desc d = {.cin = cin,
+                       .cout = cout,
+                       .k = k,
+                       .pad = pad,
+                       .dil = dil,
+                       .bf16 = is_bf16(prec),
+                       .int8 = is_int8(prec)};
     koe_conv *c = koe_conv_new(&d, w, b, ld->err);
     free(w);
     if (!c) ld->failed = 1;
@@ -158,9 +176,10 @@ static void load_resblock(loader *ld, const char *name, int C, int k, resblock *
     rb->k = k;
     for (int i = 0; i < 3; i++) {
         snprintf(nm, sizeof nm, "%s.convs1.%d", name, i);
-        rb->c1[i] = load_wn_conv(ld, nm, C, C, k, dil[i] * (k - 1) / 2, dil[i]);
+        /* both convolutions read Snake(AdaIN(x)): normalized per channel, int8-safe */
+        rb->c1[i] = load_wn_conv(ld, nm, C, C, k, dil[i] * (k - 1) / 2, dil[i], ld->prec);
         snprintf(nm, sizeof nm, "%s.convs2.%d", name, i);
-        rb->c2[i] = load_wn_conv(ld, nm, C, C, k, (k - 1) / 2, 1);
+        rb->c2[i] = load_wn_conv(ld, nm, C, C, k, (k - 1) / 2, 1, ld->prec);
         snprintf(nm, sizeof nm, "%s.adain1.%d", name, i);
         load_adain(ld, nm, C, &rb->a1[i]);
         snprintf(nm, sizeof nm, "%s.adain2.%d", name, i);
@@ -208,7 +227,8 @@ static koe_convt *load_ups(loader *ld, int i, int cin, int cout, int k, int stri
                         .k = k,
                         .stride = stride,
                         .pad = (k - stride) / 2,
-                        .bf16 = ld->bf16};
+                        .bf16 = is_bf16(ld->prec),
+                        .int8 = is_int8(ld->prec)};
     koe_convt *c = koe_convt_new(&d, w, b, ld->err);
     free(w);
     if (!c) ld->failed = 1;
@@ -224,7 +244,14 @@ static koe_conv *load_plain_conv(loader *ld, int i, int cout, int k, int stride,
     const float *b = fetch(ld, nm, 1, sb, 0);
     if (ld->failed) return NULL;
     koe_conv_desc d = {
-        .cin = 2 * NBIN, .cout = cout, .k = k, .stride = stride, .pad = pad, .bf16 = ld->bf16};
+        .cin = 2 * NBIN,
+        .cout = cout,
+        .k = k,
+        .stride = stride,
+        .pad = pad,
+        /* The source's STFT mixes magnitudes and phases (±π) of very different scales, and
+         * these layers are small (22 input channels): bf16 in int8 models. */
+        .bf16 = is_bf16(ld->prec)};
     koe_conv *c = koe_conv_new(&d, w, b, ld->err);
     if (!c) ld->failed = 1;
     return c;
@@ -234,14 +261,14 @@ koe_generator *koe_generator_new_lookup(koe_tensor_lookup lookup, void *user, ko
     return koe_generator_new_prec(lookup, user, 0, err);
 }
 
-koe_generator *koe_generator_new_prec(koe_tensor_lookup lookup, void *user, int bf16,
+koe_generator *koe_generator_new_prec(koe_tensor_lookup lookup, void *user, int prec,
                                       koe_error *err) {
     koe_generator *g = calloc(1, sizeof *g);
     if (!g) {
         koe_error_set(err, KOE_ERR_NOMEM, "out of memory creating the generator");
         return NULL;
     }
-    loader ld = {.lookup = lookup, .user = user, .err = err, .bf16 = bf16};
+    loader ld = {.lookup = lookup, .user = user, .err = err, .prec = prec};
     /* Widths from the shapes: ups.0.weight_v is [W2, W2/2, 20]. */
     int64_t s0[3] = {-1, -1, 20};
     fetch(&ld, "ups.0.weight_v", 3, s0, 0);
@@ -276,7 +303,9 @@ koe_generator *koe_generator_new_prec(koe_tensor_lookup lookup, void *user, int 
         snprintf(nm, sizeof nm, "resblocks.%d", i);
         load_resblock(&ld, nm, i < 3 ? g->C1 : g->C2, kernels[i % 3], &g->res[i]);
     }
-    g->post = load_wn_conv(&ld, "conv_post", g->C2, 2 * NBIN, 7, 3, 1);
+    /* conv_post is the last layer: it gives the log-magnitudes (exponentiated: an error there
+     * is a relative error of the audio) and the phases; bf16 in int8 models. */
+    g->post = load_wn_conv(&ld, "conv_post", g->C2, 2 * NBIN, 7, 3, 1, cap_bf16(ld.prec));
     if (ld.failed) goto fail;
     return g;
 fail:

@@ -25,8 +25,9 @@ typedef const float *(*koe_tensor_lookup)(void *user, const char *name, int *ndi
 
 /* Checks presence and shape of every decoder.generator.* tensor; the error names the tensor. */
 koe_generator *koe_generator_new_lookup(koe_tensor_lookup lookup, void *user, koe_error *err);
-/* The same with every convolution in bf16 when bf16 is 1 (see koe_conv_desc.bf16). */
-koe_generator *koe_generator_new_prec(koe_tensor_lookup lookup, void *user, int bf16,
+/* The same with the convolutions in reduced precision: prec KOE_CONV_BF16 (every convolution)
+ * or KOE_CONV_INT8 (int8 where generator.c says it is safe, bf16 elsewhere); see ops_conv.h. */
+koe_generator *koe_generator_new_prec(koe_tensor_lookup lookup, void *user, int prec,
                                       koe_error *err);
 void koe_generator_free(koe_generator *g);
 

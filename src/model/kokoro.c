@@ -13,6 +13,8 @@
 #include "model/decoder.h"
 #include "model/generator.h"
 #include "model/ops_bf16.h"
+#include "model/ops_conv.h"
+#include "model/ops_int8.h"
 #include "model/pool.h"
 #include "model/predictor.h"
 #include "model/text_encoder.h"
@@ -133,6 +135,11 @@ int koe_precision_parse(const char *s, koe_precision *out, koe_error *err) {
 }
 
 koe_precision koe_precision_auto(void) {
+    /* Each precision's quality gate (tests/test_precision_model.c) passes with every kernel, and
+     * int8's kernels give the same bits, so the choice is only about speed: int8 with VNNI
+     * (faster than bf16, see docs/PERFORMANCE.md), bf16 with AVX-512 BF16, else fp32 (the
+     * emulated kernels are not faster than float32 sgemm per multiply). */
+    if (koe_i8_kernel_usable(KOE_I8_KERNEL_AVX512VNNI)) return KOE_PRECISION_INT8;
     return koe_bf16_kernel_usable(KOE_BF16_KERNEL_AVX512BF16) ? KOE_PRECISION_BF16
                                                               : KOE_PRECISION_FP32;
 }
@@ -157,16 +164,13 @@ koe_model *koe_model_load_ex(const char *weights_path, const koe_model_options *
     if (opts) o = *opts;
     const char *config_path = o.config_path;
     koe_precision prec = o.precision == KOE_PRECISION_AUTO ? koe_precision_auto() : o.precision;
-    if (prec == KOE_PRECISION_INT8) {
-        koe_error_set(err, KOE_ERR_UNSUPPORTED,
-                      "precision int8 is not implemented yet (use fp32, bf16 or auto)");
-        return NULL;
-    }
-    if (prec != KOE_PRECISION_FP32 && prec != KOE_PRECISION_BF16) {
+    if (prec != KOE_PRECISION_FP32 && prec != KOE_PRECISION_BF16 && prec != KOE_PRECISION_INT8) {
         koe_error_set(err, KOE_ERR_INVALID, "unknown precision %d", (int)o.precision);
         return NULL;
     }
-    int bf16 = prec == KOE_PRECISION_BF16;
+    int lowp = prec == KOE_PRECISION_INT8   ? KOE_CONV_INT8
+               : prec == KOE_PRECISION_BF16 ? KOE_CONV_BF16
+                                            : KOE_CONV_FP32;
     koe_kokoro_config cfg;
     if (koe_kokoro_config_load(config_path, &cfg, err)) return NULL;
     koe_albert_config ac = {.n_layers = cfg.plbert.num_hidden_layers,
@@ -191,9 +195,9 @@ koe_model *koe_model_load_ex(const char *weights_path, const koe_model_options *
         m->H = koe_text_encoder_width(m->te);
         m->vocab = koe_text_encoder_vocab(m->te);
         koe_weights_release_pages(w);
-        ok = (m->dec = koe_decoder_new_prec(koe_weights_lookup, w, m->H, STYLE, bf16, err)) != NULL;
+        ok = (m->dec = koe_decoder_new_prec(koe_weights_lookup, w, m->H, STYLE, lowp, err)) != NULL;
         koe_weights_release_pages(w);
-        ok = ok && (m->gen = koe_generator_new_prec(koe_weights_lookup, w, bf16, err));
+        ok = ok && (m->gen = koe_generator_new_prec(koe_weights_lookup, w, lowp, err));
     }
     if (ok && (koe_albert_out_width(m->albert) != m->H || koe_predictor_width(m->pred) != m->H ||
                koe_decoder_out_width(m->dec) != koe_generator_width(m->gen))) {

@@ -166,9 +166,7 @@ size_t koe_bmat_bytes(const koe_bmat *m) {
 }
 
 /* ---- packing B --------------------------------------------------------------------------- */
-/* Row r of B over columns [n0, n0 + nc): a pointer into x when the row is contiguous and wholly
- * inside, else gathered (zeros outside) into tmp. */
-static const float *b_row(const koe_bsrc *b, int r, int n0, int nc, float *tmp) {
+const float *koe_bsrc_row(const koe_bsrc *b, int r, int n0, int nc, float *tmp) {
     int rows = b->cin * b->taps;
     if (r >= rows) {
         memset(tmp, 0, (size_t)nc * sizeof *tmp);
@@ -192,8 +190,8 @@ static inline __attribute__((always_inline)) void pack_b(const koe_bsrc *b, int 
     float t0[NCHUNK], t1[NCHUNK];
     int panels = (nc + NR - 1) / NR;
     for (int p = p0; p < p0 + np; p++) {
-        const float *r0 = b_row(b, 2 * p, n0, nc, t0);
-        const float *r1 = b_row(b, 2 * p + 1, n0, nc, t1);
+        const float *r0 = koe_bsrc_row(b, 2 * p, n0, nc, t0);
+        const float *r1 = koe_bsrc_row(b, 2 * p + 1, n0, nc, t1);
         for (int q = 0; q < panels; q++) {
             uint32_t *o = out + ((size_t)q * np + (p - p0)) * NR;
             int w = nc - q * NR;

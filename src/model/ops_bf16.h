@@ -63,6 +63,10 @@ typedef struct koe_bsrc {
     int len, cin, taps, dil, stride, start;
 } koe_bsrc;
 
+/* Row r of B over columns [n0, n0 + nc) (nc ≤ 256): a pointer into x when the row is contiguous
+ * and wholly inside, else gathered (zeros outside, and for r ≥ cin · taps) into tmp. */
+const float *koe_bsrc_row(const koe_bsrc *b, int r, int n0, int nc, float *tmp);
+
 /* Scratch (floats) koe_gemm_bf16 needs for products of up to n columns. */
 size_t koe_gemm_bf16_scratch_floats(int n);
 /* C[M, N] = A·B (accumulate 0) or C += A·B (accumulate 1); C's row stride ldc. B has A->K rows

@@ -1,6 +1,7 @@
 #include "model/ops_conv.h"
 
 #include "model/ops_bf16.h"
+#include "model/ops_int8.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -8,6 +9,14 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The x86 variants of the elementwise kernels (target attributes, chosen at run time) only where
+ * they can exist; elsewhere (arm64) the portable ones. KOE_PORTABLE_ONLY builds that on x86. */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(KOE_PORTABLE_ONLY)
+#define KOE_X86 1
+#else
+#define KOE_X86 0
+#endif
 
 /* Time tiles keep a task's slice of input and output in L2 while every tap's sgemm reuses it. */
 #define TILE_MAX 256
@@ -65,12 +74,14 @@ struct koe_conv {
     float *bias;
     /* Frequency-domain form (see fd_*) or NULL: A_f = [Hr_f | −Hi_f], [FD_NF][cout][2·cin]. */
     float *fd_a;
-    /* bf16 (groups 1 only): w and fd_a are converted and freed. wb: [cout][k·cin], column
-     * j·cin + i = tap j of input i (one product per tile, taps packed on the fly); fd_b: the FD_NF
-     * A_f matrices. */
-    int bf16, fd;
+    /* Reduced precision (groups 1 only; lowp set, int8 says which): w and fd_a are converted and
+     * freed. wb / wq: [cout][k·cin], column j·cin + i = tap j of input i (one product per tile,
+     * taps packed on the fly); fd_b / fd_q: the 3·FD_NF matrices of the frequency-domain path. */
+    int lowp, int8, fd;
     koe_bmat wb;
     koe_bmat *fd_b;
+    koe_qmat wq;
+    koe_qmat *fd_q;
 };
 
 static void desc_defaults(koe_conv_desc *d) {
@@ -100,7 +111,7 @@ static void desc_defaults(koe_conv_desc *d) {
 static int fd_eligible(const koe_conv_desc *d) {
     return d->stride == 1 && d->groups == 1 && d->k >= 5 && d->k <= FD_N / 2 &&
            d->pad % d->dil == 0 &&
-           (size_t)2 * FD_NF * d->cin * d->cout <= (d->bf16 ? FD_MAXW_BF16 : FD_MAXW);
+           (size_t)2 * FD_NF * d->cin * d->cout <= (d->bf16 || d->int8 ? FD_MAXW_BF16 : FD_MAXW);
 }
 
 /* Forward DFT rows (cos, −sin, −cos per bin, so that [Ure; Uim] and [Uim; −Ure] are both
@@ -172,20 +183,33 @@ static size_t fd_slot_floats(const koe_conv *c) {
     return B + V + Z + O;
 }
 
-/* Converts the packed float weights to bf16 and frees them. */
-static int conv_to_bf16(koe_conv *c, const float *weight) {
+/* Packs A [M, K] in the layer's reduced precision: bf16 into *b, or int8 into *q. */
+static int pack_lowp(const koe_conv *c, koe_bmat *b, koe_qmat *q, const float *A, int M, int K) {
+    if (c->int8) return koe_qmat_pack(q, A, M, K, (size_t)K, koe_i8_best_kernel());
+    return koe_bmat_pack(b, A, M, K, (size_t)K, koe_bf16_best_kernel());
+}
+
+/* Converts the packed float weights to bf16 or int8 (per output channel scales) and frees them. */
+static int conv_to_lowp(koe_conv *c, const float *weight) {
     const koe_conv_desc *d = &c->d;
-    koe_bf16_kernel kern = koe_bf16_best_kernel();
-    c->bf16 = 1;
+    c->lowp = 1;
+    c->int8 = d->int8;
     if (c->fd) {
-        /* Per bin the complex product (Hr + i·Hi)(Vr + i·Vi) with three real products
+        /* bf16: per bin the complex product (Hr + i·Hi)(Vr + i·Vi) with three real products
          * (P1 = Hr·Vr, P2 = Hi·Vi, P3 = (Hr + Hi)(Vr + Vi); Re = P1 − P2, Im = P3 − P1 − P2):
          * 3·cout·cin multiplies per column instead of 4, and 3 instead of 4 stored matrices.
-         * fd_b[3f + 0..2] = Hr, Hi, Hr + Hi, each [cout, cin]. */
-        c->fd_b = calloc(3 * FD_NF, sizeof *c->fd_b);
-        if (!c->fd_b) return -1;
+         * fd_b[3f + 0..2] = Hr, Hi, Hr + Hi, each [cout, cin].
+         * int8: Im = P3 − P1 − P2 cancels large terms, and with int8's coarser roundings that
+         * tripled the error of these layers; the four-product form costs a third more
+         * multiplies, cheap in int8, and needs no combining pass: one product per bin,
+         * fd_q[f] = [Hr | −Hi ; Hi | Hr] ([2·cout, 2·cin]) times [Vr; Vi] gives [Re; Im]. */
         size_t row = 2 * (size_t)d->cin, n = (size_t)d->cout * d->cin;
-        float *h = malloc(sizeof(float) * 3 * n);
+        if (c->int8)
+            c->fd_q = calloc(FD_NF, sizeof *c->fd_q);
+        else
+            c->fd_b = calloc(3 * FD_NF, sizeof *c->fd_b);
+        if (!c->fd_q && !c->fd_b) return -1;
+        float *h = malloc(sizeof(float) * 4 * n);
         if (!h) return -1;
         int rc = 0;
         for (int f = 0; f < FD_NF && !rc; f++) {
@@ -193,14 +217,25 @@ static int conv_to_bf16(koe_conv *c, const float *weight) {
             for (int o = 0; o < d->cout; o++)
                 for (int i = 0; i < d->cin; i++) {
                     float hr = a[o * row + i], hi = -a[o * row + d->cin + i];
+                    if (c->int8) {
+                        float *top = h + o * row, *bot = h + (d->cout + o) * row;
+                        top[i] = hr;
+                        top[d->cin + i] = -hi;
+                        bot[i] = hi;
+                        bot[d->cin + i] = hr;
+                        continue;
+                    }
                     size_t e = (size_t)o * d->cin + i;
                     h[e] = hr;
                     h[n + e] = hi;
                     h[2 * n + e] = hr + hi;
                 }
-            for (int m = 0; m < 3 && !rc; m++)
+            if (c->int8)
+                rc = koe_qmat_pack(&c->fd_q[f], h, 2 * d->cout, 2 * d->cin, row,
+                                   koe_i8_best_kernel());
+            for (int m = 0; m < 3 && !rc && !c->int8; m++)
                 rc = koe_bmat_pack(&c->fd_b[3 * f + m], h + m * n, d->cout, d->cin, (size_t)d->cin,
-                                   kern);
+                                   koe_bf16_best_kernel());
         }
         free(h);
         if (rc) return -1;
@@ -215,7 +250,7 @@ static int conv_to_bf16(koe_conv *c, const float *weight) {
         for (int j = 0; j < d->k; j++)
             for (int i = 0; i < d->cin; i++)
                 a[o * kk + (size_t)j * d->cin + i] = weight[((size_t)o * d->cin + i) * d->k + j];
-    int rc = koe_bmat_pack(&c->wb, a, d->cout, (int)kk, kk, kern);
+    int rc = pack_lowp(c, &c->wb, &c->wq, a, d->cout, (int)kk);
     free(a);
     if (rc) return -1;
     free(c->w);
@@ -235,6 +270,9 @@ koe_conv *koe_conv_new(const koe_conv_desc *desc, const float *weight, const flo
                       d.cin, d.cout, d.k, d.stride, d.pad, d.dil, d.groups);
         return NULL;
     }
+    if (d.groups != 1) d.bf16 = d.int8 = 0; /* grouped layers stay float32 */
+    if (d.int8) d.bf16 = 0;
+    int lowp = d.bf16 || d.int8;
     koe_blas_single_thread();
     koe_conv *c = calloc(1, sizeof *c);
     if (!c) goto nomem;
@@ -243,8 +281,8 @@ koe_conv *koe_conv_new(const koe_conv_desc *desc, const float *weight, const flo
     c->cog = d.cout / d.groups;
     size_t n = (size_t)d.cout * c->cig * d.k;
     /* The float time-domain form only when it is used (not for the frequency-domain path nor
-     * in bf16, which pack from `weight` themselves). */
-    int need_w = !fd_eligible(&d) && !(d.bf16 && d.groups == 1);
+     * in bf16 / int8, which pack from `weight` themselves). */
+    int need_w = !fd_eligible(&d) && !lowp;
     c->w = malloc((need_w ? n : 1) * sizeof(float));
     if (!c->w) goto nomem;
     if (!need_w) {
@@ -271,7 +309,7 @@ koe_conv *koe_conv_new(const koe_conv_desc *desc, const float *weight, const flo
         c->w = NULL;
         c->fd = 1;
     }
-    if (d.bf16 && d.groups == 1 && conv_to_bf16(c, weight)) goto nomem;
+    if (lowp && conv_to_lowp(c, weight)) goto nomem;
     return c;
 nomem:
     koe_conv_free(c);
@@ -283,8 +321,12 @@ void koe_conv_free(koe_conv *c) {
     if (!c) return;
     if (c->fd_b)
         for (int f = 0; f < 3 * FD_NF; f++) koe_bmat_release(&c->fd_b[f]);
+    if (c->fd_q)
+        for (int f = 0; f < FD_NF; f++) koe_qmat_release(&c->fd_q[f]);
     free(c->fd_b);
+    free(c->fd_q);
     koe_bmat_release(&c->wb);
+    koe_qmat_release(&c->wq);
     free(c->fd_a);
     free(c->w);
     free(c->bias);
@@ -301,14 +343,20 @@ int koe_conv_out_len(const koe_conv *c, int t_in) {
     return (int)(span / c->d.stride + 1);
 }
 
+/* Scratch (floats) of one reduced-precision product of up to n columns. */
+static size_t lowp_scratch_floats(const koe_conv *c, int n) {
+    return c->int8 ? (koe_gemm_i8_scratch_bytes(n) + sizeof(float) - 1) / sizeof(float)
+                   : koe_gemm_bf16_scratch_floats(n);
+}
+
 /* Scratch of one worker slot. */
 static size_t conv_slot_floats(const koe_conv *c) {
     /* bf16: + packing, Vr + Vi [cin][FD_NB] and P3 [cout][FD_NB] */
     if (c->fd)
-        return fd_slot_floats(c) + (c->bf16 ? koe_gemm_bf16_scratch_floats(FD_NB) +
-                                                  (size_t)(c->d.cin + c->d.cout) * FD_NB
-                                            : 0);
-    if (c->bf16) return koe_gemm_bf16_scratch_floats(TILE_MAX);
+        return fd_slot_floats(c) +
+               (c->lowp ? lowp_scratch_floats(c, FD_NB) + (size_t)(c->d.cin + c->d.cout) * FD_NB
+                        : 0);
+    if (c->lowp) return lowp_scratch_floats(c, TILE_MAX);
     if (c->d.stride == 1) return 0;
     return (size_t)c->cig * c->d.k * TILE_MAX;
 }
@@ -332,8 +380,9 @@ double koe_conv_macs(const koe_conv *c, int t_in) {
         int len = (t_out - r + d->dil - 1) / d->dil;
         if (len > 0) blocks += (len + B - 1) / B;
     }
-    /* bf16: two forward-DFT rows per bin and three real products for the mixing */
-    double rows = c->bf16 ? 2 : 3, mix = c->bf16 ? 3 : 4;
+    /* bf16: two forward-DFT rows per bin and three real products for the mixing; int8 two
+     * rows and four products */
+    double rows = c->lowp ? 2 : 3, mix = c->lowp && !c->int8 ? 3 : 4;
     return blocks * (rows * FD_NF * FD_N * d->cin + mix * FD_NF * d->cin * d->cout +
                      2.0 * FD_NF * B * d->cout);
 }
@@ -412,9 +461,9 @@ static void conv_tile_strided(const conv_job *jb, int t0, int t1, float *cols) {
     }
 }
 
-/* bf16: the bias (or nothing) first, then one product over every tap at once; the packing
- * reads the taps' shifted (and strided) views of x, zeros outside it. */
-static void conv_tile_bf16(const conv_job *jb, int t0, int t1, float *pk) {
+/* bf16 / int8: the bias (or nothing) first, then one product over every tap at once; the
+ * packing reads the taps' shifted (and strided) views of x, zeros outside it. */
+static void conv_tile_lowp(const conv_job *jb, int t0, int t1, float *pk) {
     const koe_conv *c = jb->c;
     const koe_conv_desc *d = &c->d;
     for (int o = 0; o < d->cout; o++) {
@@ -435,7 +484,10 @@ static void conv_tile_bf16(const conv_job *jb, int t0, int t1, float *pk) {
                     .dil = d->dil,
                     .stride = d->stride,
                     .start = t0 * d->stride - d->pad};
-    koe_gemm_bf16(&c->wb, &src, t1 - t0, jb->y + t0, (size_t)jb->t_out, 1, pk);
+    if (c->int8)
+        koe_gemm_i8(&c->wq, &src, t1 - t0, jb->y + t0, (size_t)jb->t_out, 1, pk);
+    else
+        koe_gemm_bf16(&c->wb, &src, t1 - t0, jb->y + t0, (size_t)jb->t_out, 1, pk);
 }
 
 /* Blocks are numbered over all residues: residue r has ceil(len_r / FD_B) blocks of FD_B
@@ -520,19 +572,33 @@ __attribute__((optimize("tree-vectorize"))) static void fd_tile(const conv_job *
         }
     }
     size_t ucols = (size_t)cin * nb;
-    if (c->bf16)
+    if (c->lowp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2 * FD_NF, (int)ucols, FD_N, 1.0f,
                     &fd_fwd2[0][0], FD_N, U, FD_N, 0.0f, V, (int)ucols);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 3 * FD_NF, (int)ucols, FD_N, 1.0f,
                     &fd_fwd[0][0], FD_N, U, FD_N, 0.0f, V, (int)ucols);
-    float *pk = O + (size_t)FD_N * cout * FD_NB; /* bf16 packing scratch */
+    float *pk = O + (size_t)FD_N * cout * FD_NB; /* bf16 / int8 packing scratch */
     for (int f = 0; f < FD_NF; f++) {
         const float *Vf = V + (size_t)3 * f * ucols;
         float *Zre = Z + (size_t)2 * f * cout * nb, *Zim = Zre + (size_t)cout * nb;
-        if (c->bf16) {
+        if (c->int8) {
+            /* [Re; Im] = fd_q[f] · [Vr; Vi] (rows 2f, 2f + 1 of the forward DFT: contiguous);
+             * a column is one block's bin over the input channels, with its own scale (bins
+             * and blocks differ in magnitude by orders, a column's values much less) */
+            koe_bsrc src = {.x = V + (size_t)2 * f * ucols,
+                            .ld = (size_t)nb,
+                            .len = nb,
+                            .cin = 2 * cin,
+                            .taps = 1,
+                            .dil = 1,
+                            .stride = 1};
+            koe_gemm_i8(&c->fd_q[f], &src, nb, Zre, (size_t)nb, 0, pk);
+            continue;
+        }
+        if (c->lowp) {
             const float *Vr = V + (size_t)2 * f * ucols, *Vi = Vr + ucols;
-            float *S = pk + koe_gemm_bf16_scratch_floats(FD_NB), *P3 = S + ucols;
+            float *S = pk + lowp_scratch_floats(c, FD_NB), *P3 = S + ucols;
             for (size_t e = 0; e < ucols; e++) S[e] = Vr[e] + Vi[e];
             koe_bsrc src = {
                 .x = Vr, .ld = (size_t)nb, .len = nb, .cin = cin, .taps = 1, .dil = 1, .stride = 1};
@@ -593,8 +659,8 @@ static void conv_slot(void *arg, int slot) {
         if (i >= jb->n_tiles) return;
         int t0 = i * jb->tile, t1 = t0 + jb->tile;
         if (t1 > jb->t_out) t1 = jb->t_out;
-        if (jb->c->bf16)
-            conv_tile_bf16(jb, t0, t1, cols);
+        if (jb->c->lowp)
+            conv_tile_lowp(jb, t0, t1, cols);
         else if (jb->c->d.stride == 1)
             conv_tile_s1(jb, t0, t1);
         else
@@ -641,9 +707,11 @@ struct koe_convt {
      * contribution of an input chunk); groups > 1: PyTorch layout [cin, cog, k]. */
     float *w;
     float *bias;
-    /* bf16 (groups 1): the same [k·cout, cin] matrix in bf16; w is freed. */
-    int bf16;
+    /* bf16 / int8 (groups 1; lowp set, int8 says which): the same [k·cout, cin] matrix in bf16
+     * or int8 (a scale per row, i.e. per (tap, output channel)); w is freed. */
+    int lowp, int8;
     koe_bmat wb;
+    koe_qmat wq;
 };
 
 koe_convt *koe_convt_new(const koe_convt_desc *desc, const float *weight, const float *bias,
@@ -682,12 +750,16 @@ koe_convt *koe_convt_new(const koe_convt_desc *desc, const float *weight, const 
         if (!c->bias) goto nomem;
         memcpy(c->bias, bias, (size_t)d.cout * sizeof(float));
     }
-    if (d.bf16 && d.groups == 1) {
-        if (koe_bmat_pack(&c->wb, c->w, d.k * d.cout, d.cin, (size_t)d.cin, koe_bf16_best_kernel()))
-            goto nomem;
+    if ((d.bf16 || d.int8) && d.groups == 1) {
+        int rc = d.int8 ? koe_qmat_pack(&c->wq, c->w, d.k * d.cout, d.cin, (size_t)d.cin,
+                                        koe_i8_best_kernel())
+                        : koe_bmat_pack(&c->wb, c->w, d.k * d.cout, d.cin, (size_t)d.cin,
+                                        koe_bf16_best_kernel());
+        if (rc) goto nomem;
         free(c->w);
         c->w = NULL;
-        c->bf16 = 1;
+        c->lowp = 1;
+        c->int8 = d.int8;
     }
     return c;
 nomem:
@@ -699,6 +771,7 @@ nomem:
 void koe_convt_free(koe_convt *c) {
     if (!c) return;
     koe_bmat_release(&c->wb);
+    koe_qmat_release(&c->wq);
     free(c->w);
     free(c->bias);
     free(c);
@@ -715,11 +788,15 @@ static int convt_chunk(const koe_convt *c, int tile) {
     return (tile + c->d.k) / c->d.stride + 2;
 }
 
-/* Per worker slot: every tap's contribution of one input chunk (+ the bf16 packing). */
+/* Per worker slot: every tap's contribution of one input chunk (+ the bf16 / int8 packing). */
 static size_t convt_slot_floats(const koe_convt *c) {
     if (c->d.groups != 1) return 0;
-    size_t n = (size_t)c->d.k * c->d.cout * convt_chunk(c, TILE_MAX);
-    if (c->bf16) n += koe_gemm_bf16_scratch_floats(convt_chunk(c, TILE_MAX));
+    int chunk = convt_chunk(c, TILE_MAX);
+    size_t n = (size_t)c->d.k * c->d.cout * chunk;
+    if (c->int8)
+        n += (koe_gemm_i8_scratch_bytes(chunk) + sizeof(float) - 1) / sizeof(float);
+    else if (c->lowp)
+        n += koe_gemm_bf16_scratch_floats(chunk);
     return n;
 }
 
@@ -750,7 +827,7 @@ static void convt_tile(const convt_job *jb, int t0, int t1, float *z) {
     if (ta < 0) ta = 0;
     if (tb > jb->t_in - 1) tb = jb->t_in - 1;
     int nb = tb - ta + 1;
-    if (c->bf16 && nb > 0) {
+    if (c->lowp && nb > 0) {
         koe_bsrc src = {.x = jb->x,
                         .ld = (size_t)jb->t_in,
                         .len = jb->t_in,
@@ -759,8 +836,11 @@ static void convt_tile(const convt_job *jb, int t0, int t1, float *z) {
                         .dil = 1,
                         .stride = 1,
                         .start = ta};
-        koe_gemm_bf16(&c->wb, &src, nb, z, (size_t)nb, 0,
-                      z + (size_t)k * d->cout * convt_chunk(c, TILE_MAX));
+        float *pk = z + (size_t)k * d->cout * convt_chunk(c, TILE_MAX);
+        if (c->int8)
+            koe_gemm_i8(&c->wq, &src, nb, z, (size_t)nb, 0, pk);
+        else
+            koe_gemm_bf16(&c->wb, &src, nb, z, (size_t)nb, 0, pk);
     } else if (d->groups == 1 && nb > 0) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k * d->cout, nb, d->cin, 1.0f, c->w,
                     d->cin, jb->x + ta, jb->t_in, 0.0f, z, nb);
@@ -874,6 +954,7 @@ static inline __attribute__((always_inline)) void row_stats(const float *x, int 
     *m2 = q > 0 ? q : 0;
 }
 
+#if KOE_X86
 __attribute__((target("avx512f,avx512dq,fma"), optimize("tree-vectorize"))) static void
 row_stats_avx512(const float *x, int T, double *mean, double *m2) {
     row_stats(x, T, mean, m2);
@@ -882,6 +963,7 @@ __attribute__((target("avx2,fma"), optimize("tree-vectorize"))) static void
 row_stats_avx2(const float *x, int T, double *mean, double *m2) {
     row_stats(x, T, mean, m2);
 }
+#endif
 __attribute__((optimize("tree-vectorize"))) static void row_stats_base(const float *x, int T,
                                                                        double *mean, double *m2) {
     row_stats(x, T, mean, m2);
@@ -889,10 +971,12 @@ __attribute__((optimize("tree-vectorize"))) static void row_stats_base(const flo
 
 typedef void (*stats_fn)(const float *, int, double *, double *);
 static stats_fn pick_stats(void) {
+#if KOE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
         return row_stats_avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return row_stats_avx2;
+#endif
     return row_stats_base;
 }
 
@@ -987,6 +1071,7 @@ static inline __attribute__((always_inline)) void snake_row(const float *xc, flo
 }
 
 /* Same source compiled for AVX-512 and for the baseline; picked at run time. */
+#if KOE_X86
 __attribute__((target("avx512f,avx512dq,fma"), optimize("tree-vectorize"))) static void
 snake_row_avx512(const float *xc, float *yc, int T, float a, float b, float al) {
     snake_row(xc, yc, T, a, b, al);
@@ -995,6 +1080,7 @@ __attribute__((target("avx2,fma"), optimize("tree-vectorize"))) static void
 snake_row_avx2(const float *xc, float *yc, int T, float a, float b, float al) {
     snake_row(xc, yc, T, a, b, al);
 }
+#endif
 __attribute__((optimize("tree-vectorize"))) static void
 snake_row_base(const float *xc, float *yc, int T, float a, float b, float al) {
     snake_row(xc, yc, T, a, b, al);
@@ -1002,10 +1088,12 @@ snake_row_base(const float *xc, float *yc, int T, float a, float b, float al) {
 
 typedef void (*snake_fn)(const float *, float *, int, float, float, float);
 static snake_fn pick_snake(void) {
+#if KOE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
         return snake_row_avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return snake_row_avx2;
+#endif
     return snake_row_base;
 }
 

@@ -23,6 +23,10 @@ void koe_weight_norm(const float *g, const float *v, int n0, size_t slice, float
  * it must run single-threaded. Idempotent and thread-safe; koe_conv_new calls it. */
 void koe_blas_single_thread(void);
 
+/* The precision a loader asks a layer for (the `prec` arguments of the model's constructors):
+ * 0 float32, 1 bf16, 2 int8. */
+enum { KOE_CONV_FP32 = 0, KOE_CONV_BF16 = 1, KOE_CONV_INT8 = 2 };
+
 /* ---- Conv1d ------------------------------------------------------------------------------ */
 typedef struct koe_conv_desc {
     int cin, cout, k;
@@ -30,6 +34,11 @@ typedef struct koe_conv_desc {
     /* 1: weights stored in bf16 and every product done in bf16 with float32 sums (ops_bf16.h);
      * groups 1 only (ignored otherwise). 0: float32 throughout. */
     int bf16;
+    /* 1: int8 weights (a scale per output channel), activations quantized with one scale per
+     * output sample (max |x| / 127 over its receptive field, every input channel; in the
+     * frequency-domain path per block and bin), int32 sums (ops_int8.h); groups 1 only;
+     * overrides bf16. */
+    int int8;
 } koe_conv_desc;
 
 typedef struct koe_conv koe_conv;
@@ -58,6 +67,7 @@ typedef struct koe_convt_desc {
     int cin, cout, k;
     int stride, pad, out_pad, groups; /* stride 0 → 1, groups 0 → 1 (dilation is always 1) */
     int bf16;                         /* as in koe_conv_desc (groups 1 only) */
+    int int8;                         /* as in koe_conv_desc (groups 1 only, overrides bf16) */
 } koe_convt_desc;
 
 typedef struct koe_convt koe_convt;

@@ -1,13 +1,22 @@
 #include "model/ops_dense.h"
 
 #include <cblas.h>
-#include <immintrin.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/ops_conv.h" /* koe_blas_single_thread */
+
+/* The x86 kernels (intrinsics under target attributes, chosen at run time) only where they can
+ * exist; elsewhere (arm64) the portable code and OpenBLAS. KOE_PORTABLE_ONLY builds that on x86
+ * (a compile check). */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(KOE_PORTABLE_ONLY)
+#include <immintrin.h>
+#define KOE_X86 1
+#else
+#define KOE_X86 0
+#endif
 
 static int n_threads(koe_pool *pool) {
     return pool ? koe_pool_threads(pool) : 1;
@@ -87,6 +96,7 @@ static inline __attribute__((always_inline)) void lstm_cell_k(const float *g, fl
     }
 }
 
+#if KOE_X86
 #define KOE_DENSE_VARIANTS(name, ret, params, args)                                                \
     __attribute__((target("avx512f,avx512dq,fma"),                                                 \
                    optimize("tree-vectorize"))) static ret name##_avx512 params {                  \
@@ -100,16 +110,32 @@ static inline __attribute__((always_inline)) void lstm_cell_k(const float *g, fl
         return name##_k args;                                                                      \
     }
 
+#else
+/* Not x86: one portable variant under the three names the dispatch below uses. */
+#define KOE_DENSE_VARIANTS(name, ret, params, args)                                                \
+    __attribute__((optimize("tree-vectorize"))) static ret name##_base params {                    \
+        return name##_k args;                                                                      \
+    }                                                                                              \
+    static ret name##_avx512 params {                                                              \
+        return name##_base args;                                                                   \
+    }                                                                                              \
+    static ret name##_avx2 params {                                                                \
+        return name##_base args;                                                                   \
+    }
+#endif
+
 KOE_DENSE_VARIANTS(softmax_exp, float, (float *r, int n, float mx), (r, n, mx))
 KOE_DENSE_VARIANTS(gelu, void, (float *x, size_t n), (x, n))
 KOE_DENSE_VARIANTS(lstm_cell, void, (const float *g, float *c, float *h, float *out, int u),
                    (g, c, h, out, u))
 
-/* 2: AVX-512, 1: AVX2 + FMA, 0: baseline. */
+/* 2: AVX-512, 1: AVX2 + FMA, 0: baseline (always 0 off x86). */
 static int simd_level(void) {
+#if KOE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return 2;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
     return 0;
 }
 
@@ -190,6 +216,7 @@ typedef struct linear_job {
  * dominated at tens of tokens: 41–69 vs 100 GFLOP/s measured for PL-BERT's shapes at 20 rows). */
 #define ROWS 6
 
+#if KOE_X86
 /* Register blocking written out by hand: with arrays of vectors gcc -O2 keeps the accumulators
  * in memory. */
 #define FMA6(set1, fmadd, W0, W1)                                                                  \
@@ -320,6 +347,8 @@ __attribute__((target("avx2,fma"))) static void panels_avx2(const linear_job *j,
     }
 }
 
+#endif /* KOE_X86: the packed-panel kernels */
+
 /* Output columns [j0, j1) through OpenBLAS (unpacked layouts). */
 static void linear_cols(const linear_job *j, int j0, int j1) {
     if (j1 <= j0) return;
@@ -345,11 +374,13 @@ static void linear_task(void *arg, int task) {
     int u0 = task * j->chunk, u1 = u0 + j->chunk < units ? u0 + j->chunk : units;
     if (u1 <= u0) return;
     int c0 = u0 * unit, c1 = u1 * unit < j->out ? u1 * unit : j->out;
+#if KOE_X86
     if (j->layout == 32)
         panels_avx512(j, u0, u1);
     else if (j->layout == 16)
         panels_avx2(j, u0, u1);
     else
+#endif
         linear_cols(j, c0, c1);
     if (j->gelu)
         for (int t = 0; t < j->T; t++)
@@ -379,9 +410,11 @@ void koe_linear(koe_pool *pool, const float *x, int ldx, int T, int in, const fl
 }
 
 int koe_dense_best_layout(int in, int out) {
+#if KOE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return 32;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 16;
+#endif
     /* OpenBLAS packs a [out, in] weight poorly when in > out and few rows come at a time */
     return in > out ? KOE_DENSE_IN_OUT : KOE_DENSE_OUT_IN;
 }
@@ -592,6 +625,7 @@ void koe_attention(koe_pool *pool, float *scratch, const float *qkv, int T, int 
 #define HH_PANEL_512 256 /* 16 registers of 16 */
 #define HH_PANEL_256 64  /* 8 registers of 8 */
 
+#if KOE_X86
 #define ACC8(OP)  OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7)
 #define ACC16(OP) ACC8(OP) OP(8) OP(9) OP(10) OP(11) OP(12) OP(13) OP(14) OP(15)
 
@@ -655,7 +689,10 @@ __attribute__((target("avx2,fma"))) static void hh_avx2(const float *wp, int u, 
     }
 }
 
-/* Vector width of the recurrent kernel for G gate rows on this CPU: 16, 8, or 0 (sgemv). */
+#endif /* KOE_X86: the recurrent kernels */
+
+/* Vector width of the recurrent kernel for G gate rows on this CPU: 16, 8, or 0 (sgemv; always
+ * off x86, where simd_level is 0). */
 static int hh_width(int G) {
     int l = simd_level();
     if (l == 2 && G % 16 == 0) return 16;
@@ -793,11 +830,13 @@ static void lstm_dir(void *arg, int dir) {
         const float *gin = j->G + (size_t)t * 8 * u + (size_t)dir * G4;
         for (int r = 0; r < reps; r++) {
             memcpy(g, gin, (size_t)G4 * sizeof(float));
+#if KOE_X86
             if (j->l->hh_vw == 16)
                 hh_avx512(W, u, G4, h, g);
             else if (j->l->hh_vw == 8)
                 hh_avx2(W, u, G4, h, g);
             else
+#endif
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, G4, u, 1.0f, W, u, h, 1, 1.0f, g, 1);
             float *out = j->y + (size_t)step * j->ldy + (size_t)dir * u;
             if (simd == 2)
