@@ -19,6 +19,6 @@ const char *kt_env(const char *name, const char *fallback);
 void *kt_read_file(const char *path, size_t *len);
 
 #define KT_CHECK(cond, ...) kt_check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#define KT_EXPECT(cond) kt_check(!!(cond), __FILE__, __LINE__, "%s", #cond)
+#define KT_EXPECT(cond)     kt_check(!!(cond), __FILE__, __LINE__, "%s", #cond)
 
 #endif

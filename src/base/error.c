@@ -40,16 +40,26 @@ void koe_error_clear(koe_error *err) {
 
 const char *koe_code_name(koe_code code) {
     switch (code) {
-    case KOE_OK: return "ok";
-    case KOE_ERR_INVALID: return "invalid";
-    case KOE_ERR_NOMEM: return "out_of_memory";
-    case KOE_ERR_IO: return "io";
-    case KOE_ERR_FORMAT: return "format";
-    case KOE_ERR_NOT_FOUND: return "not_found";
-    case KOE_ERR_UNSUPPORTED: return "unsupported";
-    case KOE_ERR_LIMIT: return "limit";
-    case KOE_ERR_CANCELLED: return "cancelled";
-    case KOE_ERR_INTERNAL: return "internal";
+    case KOE_OK:
+        return "ok";
+    case KOE_ERR_INVALID:
+        return "invalid";
+    case KOE_ERR_NOMEM:
+        return "out_of_memory";
+    case KOE_ERR_IO:
+        return "io";
+    case KOE_ERR_FORMAT:
+        return "format";
+    case KOE_ERR_NOT_FOUND:
+        return "not_found";
+    case KOE_ERR_UNSUPPORTED:
+        return "unsupported";
+    case KOE_ERR_LIMIT:
+        return "limit";
+    case KOE_ERR_CANCELLED:
+        return "cancelled";
+    case KOE_ERR_INTERNAL:
+        return "internal";
     }
     return "unknown";
 }
