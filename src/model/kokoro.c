@@ -354,6 +354,19 @@ static int synth_front(koe_ctx *c, const int32_t *ids, int T, const float ref_s[
     return 0;
 }
 
+/* What both decode paths report: the audio, the durations, and where the time went (t0: start,
+ * t1: end of the text side). */
+static void fill_out(koe_synth_out *out, const koe_ctx *c, const float *audio, int T, int F,
+                     double t0, double t1) {
+    out->audio = audio;
+    out->n_samples = koe_generator_samples(2 * F);
+    out->durations = c->dur;
+    out->n_tokens = T;
+    out->frames = F;
+    out->text_seconds = t1 - t0;
+    out->decoder_seconds = koe_now_s() - t1;
+}
+
 int koe_synthesize(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256], float speed,
                    koe_noise noise, const koe_stage_tap *tap, volatile const int *cancel,
                    koe_synth_out *out, koe_error *err) {
@@ -371,13 +384,7 @@ int koe_synthesize(koe_ctx *c, const int32_t *ids, int T, const float ref_s[256]
         rc = koe_generator_run(m->gen, c->pool, fb.scr, fb.gen_in, 2 * F, fb.f0, ref_s, noise, tap,
                                cancel, fb.audio, err);
     if (rc) return rc;
-    out->audio = fb.audio;
-    out->n_samples = koe_generator_samples(2 * F);
-    out->durations = c->dur;
-    out->n_tokens = T;
-    out->frames = F;
-    out->text_seconds = t1 - t0;
-    out->decoder_seconds = koe_now_s() - t1;
+    fill_out(out, c, fb.audio, T, F, t0, t1);
     return 0;
 }
 
@@ -439,13 +446,7 @@ int koe_synthesize_chunked(koe_ctx *c, const int32_t *ids, int T, const float re
         s = e;
         if (w < F) w *= growth;
     }
-    out->audio = fb.emitted;
-    out->n_samples = koe_generator_samples(2 * F);
-    out->durations = c->dur;
-    out->n_tokens = T;
-    out->frames = F;
-    out->text_seconds = t1 - t0;
-    out->decoder_seconds = koe_now_s() - t1;
+    fill_out(out, c, fb.emitted, T, F, t0, t1);
     return 0;
 }
 
