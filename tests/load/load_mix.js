@@ -12,6 +12,7 @@
 // allocator gave memory back). Prints a JSON summary.
 "use strict";
 const http = require("http");
+const { parseMetrics } = require("./metrics");
 const fs = require("fs");
 
 const args = {};
@@ -136,11 +137,7 @@ function metrics() {
         request("GET", "/metrics", null, (res) => {
             let t = "";
             res.on("data", (d) => (t += d));
-            res.on("end", () => {
-                const m = {};
-                for (const l of t.split("\n")) { const p = l.split(" "); if (p.length === 2 && !l.startsWith("#")) m[p[0]] = Number(p[1]); }
-                resolve(m);
-            });
+            res.on("end", () => resolve(parseMetrics(t)));
         }, () => resolve(null));
     });
 }

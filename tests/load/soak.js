@@ -23,6 +23,7 @@
 // the process alive and idle afterwards. Prints a JSON summary with a per-minute series.
 "use strict";
 const http = require("http");
+const { parseMetrics } = require("./metrics");
 const fs = require("fs");
 const { performance } = require("perf_hooks");
 
@@ -160,11 +161,7 @@ function metrics() {
         const req = http.request({ host: "127.0.0.1", port, method: "GET", path: "/metrics", agent: false }, (res) => {
             let t = "";
             res.on("data", (d) => (t += d));
-            res.on("end", () => {
-                const m = {};
-                for (const l of t.split("\n")) { const p = l.split(" "); if (p.length === 2 && !l.startsWith("#")) m[p[0]] = Number(p[1]); }
-                resolve(m);
-            });
+            res.on("end", () => resolve(parseMetrics(t)));
         });
         req.on("error", () => resolve(null));
         req.end();
