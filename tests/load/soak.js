@@ -224,6 +224,19 @@ const rssSamples = [];
     const drift = (a, b) => (a && b != null ? Number((100 * (b - a) / a).toFixed(2)) : null);
     const drifts = { ttfa_p50: drift(first.ttfa_ms.p50, last.ttfa_ms.p50), ttfa_p95: drift(first.ttfa_ms.p95, last.ttfa_ms.p95),
         rtf_p50: drift(first.rtf.p50, last.rtf.p50), rss_max: drift(first.rss_mb && first.rss_mb.max, last.rss_mb && last.rss_mb.max) };
+    // How far the drift itself can move by chance: a bootstrap (2000 resamples of each window's
+    // streams, fixed seed) gives its 95 % interval. Information only; the verdict uses the drift.
+    const winPcm = (w) => records.filter((r) => r.t >= w.from_s && r.t < w.to_s && r.kind === "pcm" && r.ok);
+    const interval = (key, p) => {
+        const a = winPcm(first).map((r) => r[key]), b = winPcm(last).map((r) => r[key]);
+        if (!a.length || !b.length) return null;
+        const rnd = lcg(12345), pick = (xs) => xs.map(() => xs[rnd(xs.length)]);
+        const ds = [];
+        for (let i = 0; i < 2000; i++) ds.push(100 * (pct(pick(b), p) / pct(pick(a), p) - 1));
+        ds.sort((x, y) => x - y);
+        return [Number(ds[50].toFixed(1)), Number(ds[1949].toFixed(1))];
+    };
+    const driftCi = { ttfa_p50: interval("ttfa", 50), ttfa_p95: interval("ttfa", 95), rtf_p50: interval("rtf", 50) };
     const minutes = [];
     for (let lo = 0; lo < seconds; lo += 60) {
         const w = windowStats(lo, lo + 60);
@@ -240,7 +253,7 @@ const rssSamples = [];
         clients, pause_ms: pauseMs, warmup_seconds: warmup, seconds: r1(elapsed), window_seconds: window,
         requests: records.length, warmup_requests: warm.n, warmup_bad: warm.bad, kinds, bad: records.filter((r) => !r.ok).length, errors,
         underruns, gap_ms: r1(records.reduce((a, r) => a + (r.gap || 0), 0)),
-        first_window: first, last_window: last, drift_percent: drifts, tolerance_percent: 100 * tol,
+        first_window: first, last_window: last, drift_percent: drifts, drift_ci95_percent: driftCi, tolerance_percent: 100 * tol,
         rss_kb: { start: rssStart, after_warmup: rssWarm, after_run: rssAfter }, rss_tolerance_percent: 100 * rssTol,
         per_minute: { columns: ["minute", "pcm streams", "TTFA p50 ms", "TTFA p95 ms", "RTF p50", "underruns", "RSS max MB"], rows: minutes },
         server_status_counts: codes, server_5xx: server5xx,
