@@ -71,8 +71,7 @@ static int one_run(koe_pipeline *p, const char *text, const char *voice, run_res
 
 int koe_cmd_bench(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *voice = "af_heart", *precision = "auto";
-    const char *data_dir =
-        getenv("KOE_DATA_DIR") && *getenv("KOE_DATA_DIR") ? getenv("KOE_DATA_DIR") : "data";
+    const char *data_dir = koe_cli_data_dir();
     int runs = 3, threads = 0, json = 0, random = 0;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},
                                        {"config", required_argument, 0, 'c'},
@@ -139,10 +138,7 @@ int koe_cmd_bench(int argc, char **argv) {
     }
     koe_error err = {0};
     koe_precision prec;
-    if (koe_precision_parse(precision, &prec, &err)) {
-        fprintf(stderr, "koe bench: --precision: %s\n", err.msg);
-        return KOE_EXIT_USAGE;
-    }
+    if (koe_cli_precision("bench", precision, &prec)) return KOE_EXIT_USAGE;
     char rw[4200];
     if (random) {
         struct stat st;

@@ -50,13 +50,9 @@ int koe_cmd_model_check(int argc, char **argv) {
     optind = 1;
     while ((ch = getopt_long(argc, argv, "w:c:k:r:t:p:h", lo, NULL)) != -1) {
         char *end = NULL;
-        koe_error perr = {0};
         switch (ch) {
         case 'p':
-            if (koe_precision_parse(optarg, &prec, &perr)) {
-                fprintf(stderr, "koe model-check: --precision: %s\n", perr.msg);
-                return KOE_EXIT_USAGE;
-            }
+            if (koe_cli_precision("model-check", optarg, &prec)) return KOE_EXIT_USAGE;
             break;
         case 'w':
             weights = optarg;

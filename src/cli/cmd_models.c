@@ -81,8 +81,7 @@ int koe_cmd_models(int argc, char **argv) {
         usage(stderr);
         return KOE_EXIT_USAGE;
     }
-    if (!dir)
-        dir = getenv("KOE_DATA_DIR") && *getenv("KOE_DATA_DIR") ? getenv("KOE_DATA_DIR") : "data";
+    if (!dir) dir = koe_cli_data_dir();
     candidate c[MAX_CANDIDATES];
     int n = 0;
     if (model) {

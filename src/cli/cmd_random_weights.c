@@ -36,12 +36,9 @@ int koe_cmd_random_weights(int argc, char **argv) {
             config = optarg;
             break;
         case 's': {
-            char *end;
-            seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg || *optarg == '-') { /* strtoull would wrap "-5" */
-                fprintf(stderr, "koe random-weights: --seed wants a number\n");
-                return KOE_EXIT_USAGE;
-            }
+            unsigned long long v;
+            if (koe_cli_seed("random-weights", optarg, &v)) return KOE_EXIT_USAGE;
+            seed = v;
             break;
         }
         case 'h':

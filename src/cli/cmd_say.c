@@ -376,8 +376,7 @@ static int read_stream(FILE *f, koe_buf *text) {
 int koe_cmd_say(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *voice = "af_heart", *lang = NULL, *out = NULL;
     const char *file = NULL, *format = NULL;
-    const char *data_dir =
-        getenv("KOE_DATA_DIR") && *getenv("KOE_DATA_DIR") ? getenv("KOE_DATA_DIR") : "data";
+    const char *data_dir = koe_cli_data_dir();
     double speed = 1.0;
     unsigned long long seed = 0;
     static const struct option lo[] = {
@@ -390,7 +389,6 @@ int koe_cmd_say(int argc, char **argv) {
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:c:v:s:l:S:d:o:f:F:h", lo, NULL)) != -1) {
-        char *end = NULL;
         switch (ch) {
         case 'm':
             model = optarg;
@@ -417,18 +415,10 @@ int koe_cmd_say(int argc, char **argv) {
             format = optarg;
             break;
         case 's':
-            speed = strtod(optarg, &end);
-            if (*end || !(speed >= 0.25 && speed <= 4.0)) {
-                fprintf(stderr, "koe say: --speed wants 0.25 to 4.0\n");
-                return KOE_EXIT_USAGE;
-            }
+            if (koe_cli_speed("say", optarg, &speed)) return KOE_EXIT_USAGE;
             break;
         case 'S':
-            seed = strtoull(optarg, &end, 10);
-            if (*end) {
-                fprintf(stderr, "koe say: --seed wants a number\n");
-                return KOE_EXIT_USAGE;
-            }
+            if (koe_cli_seed("say", optarg, &seed)) return KOE_EXIT_USAGE;
             break;
         case 'h':
             usage(stdout);

@@ -35,8 +35,7 @@ typedef struct sink {
 
 int koe_cmd_synth(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *voice = "af_heart", *lang = NULL, *out = NULL;
-    const char *data_dir =
-        getenv("KOE_DATA_DIR") && *getenv("KOE_DATA_DIR") ? getenv("KOE_DATA_DIR") : "data";
+    const char *data_dir = koe_cli_data_dir();
     double speed = 1.0;
     unsigned long long seed = 0;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},
@@ -55,17 +54,11 @@ int koe_cmd_synth(int argc, char **argv) {
     koe_precision prec;
     int have_prec = 0;
     while ((ch = getopt_long(argc, argv, "m:c:v:s:l:S:d:o:p:h", lo, NULL)) != -1) {
-        char *end = NULL;
         switch (ch) {
-        case 'p': {
-            koe_error perr = {0};
-            if (koe_precision_parse(optarg, &prec, &perr)) {
-                fprintf(stderr, "koe synth: --precision: %s\n", perr.msg);
-                return KOE_EXIT_USAGE;
-            }
+        case 'p':
+            if (koe_cli_precision("synth", optarg, &prec)) return KOE_EXIT_USAGE;
             have_prec = 1;
             break;
-        }
         case 'm':
             model = optarg;
             break;
@@ -85,18 +78,10 @@ int koe_cmd_synth(int argc, char **argv) {
             out = optarg;
             break;
         case 's':
-            speed = strtod(optarg, &end);
-            if (*end || !(speed >= 0.25 && speed <= 4.0)) {
-                fprintf(stderr, "koe synth: --speed wants 0.25 to 4.0\n");
-                return KOE_EXIT_USAGE;
-            }
+            if (koe_cli_speed("synth", optarg, &speed)) return KOE_EXIT_USAGE;
             break;
         case 'S':
-            seed = strtoull(optarg, &end, 10);
-            if (*end) {
-                fprintf(stderr, "koe synth: --seed wants a number\n");
-                return KOE_EXIT_USAGE;
-            }
+            if (koe_cli_seed("synth", optarg, &seed)) return KOE_EXIT_USAGE;
             break;
         case 'h':
             usage(stdout);

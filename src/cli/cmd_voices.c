@@ -44,8 +44,7 @@ int koe_cmd_voices(int argc, char **argv) {
     }
     char buf[4096];
     if (!dir) {
-        const char *data = getenv("KOE_DATA_DIR");
-        snprintf(buf, sizeof buf, "%s/voices", data && *data ? data : "data");
+        snprintf(buf, sizeof buf, "%s/voices", koe_cli_data_dir());
         dir = buf;
     }
     koe_error err = {0};

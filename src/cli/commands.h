@@ -27,6 +27,12 @@ int koe_cmd_models(int argc, char **argv);
 int koe_cmd_say(int argc, char **argv);
 int koe_cmd_bench(int argc, char **argv);
 
+/* Shared option values (options.c). The parsers print a message naming cmd and return -1 on a
+ * bad value, else store it and return 0. */
+const char *koe_cli_data_dir(void); /* $KOE_DATA_DIR when set and not empty, else "data" */
+int koe_cli_speed(const char *cmd, const char *arg, double *out);            /* 0.25 to 4.0 */
+int koe_cli_seed(const char *cmd, const char *arg, unsigned long long *out); /* plain digits */
+int koe_cli_precision(const char *cmd, const char *arg, koe_precision *out);
 /* KOE_PRECISION when set (a bad value: a message naming cmd, and -1), else auto. */
 int koe_cli_precision_from_env(const char *cmd, koe_precision *out);
 
