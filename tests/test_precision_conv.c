@@ -309,9 +309,13 @@ static double check_conv_i8(koe_conv_desc d, int t_in, int accumulate) {
         if (!koe_conv_uses_fd(c))
             KT_CHECK(worst < 2e-5, "int8 conv cin %d cout %d k %d s %d d %d t %d: %g", d.cin,
                      d.cout, d.k, full.stride, full.dil, t_in, worst);
-        /* two roundings of up to half a step of 1/127 of a row's / column's largest value */
-        KT_CHECK(rel < 3e-2 && rel > 1e-5, "int8 conv cin %d cout %d k %d t %d: rms rel %g", d.cin,
-                 d.cout, d.k, t_in, rel);
+        /* two roundings of up to half a step of 1/127 of a row's / column's largest value; and
+         * not exact (the operands really were rounded) unless a row holds one weight and a
+         * column one input (cin 1, k 1): each is then its row's / column's maximum, ±127 exactly.
+         * (The random shapes depend on which kernels the CPU has: valgrind, without AVX-512,
+         * drew cin 1 k 1.) */
+        KT_CHECK(rel < 3e-2 && (rel > 1e-5 || kk == 1),
+                 "int8 conv cin %d cout %d k %d t %d: rms rel %g", d.cin, d.cout, d.k, t_in, rel);
         free(q);
         free(sw);
         free(y);
