@@ -10,42 +10,7 @@ SRC=${KOE_SOURCE_DIR:?}
 FC="$SRC/tests/load/faultclient.js"
 command -v node >/dev/null || { echo "node is needed for the fault clients"; exit 77; }
 [ -d "$KOE_DATA_DIR/voices" ] || { echo "no voices in $KOE_DATA_DIR (make deps)"; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
-
-# start NAME ARGS...: koe serve on a free loopback port; sets PORT_<NAME> and PID_<NAME>.
-start() {
-    local name=$1; shift
-    "$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" "$@" >"$T/$name.log" 2>&1 &
-    local pid=$! port=
-    PIDS+=("$pid")
-    for _ in $(seq 600); do
-        port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/$name.log")
-        [ -n "$port" ] && grep -q "koe: ready" "$T/$name.log" && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    eval "PORT_$name=$port PID_$name=$pid"
-}
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k {print $2}'; }
-wait_metric() { # port key minimum
-    for _ in $(seq 1200); do
-        v=$(metric "$1" "$2"); [ -n "$v" ] && awk -v v="$v" -v m="$3" 'BEGIN{exit !(v >= m)}' && return 0
-        sleep 0.05
-    done
-    return 1
-}
-wait_metric_le() { # port key maximum
-    for _ in $(seq 1200); do
-        v=$(metric "$1" "$2"); [ -n "$v" ] && awk -v v="$v" -v m="$3" 'BEGIN{exit !(v <= m)}' && return 0
-        sleep 0.05
-    done
-    return 1
-}
+. "$(dirname "$0")/lib.sh"
 speak() { # port body -> status (audio in $T/out)
     curl -s -o "$T/out" -w '%{http_code}' -X POST "http://127.0.0.1:$1/v1/audio/speech" \
         -H 'Content-Type: application/json' --data-binary "$2"

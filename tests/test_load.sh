@@ -13,27 +13,15 @@ command -v node >/dev/null || { echo "node is needed for the load client"; exit 
 CONNS=${KOE_LOAD_CONNECTIONS:-16}
 SECS=${KOE_LOAD_SECONDS:-10}
 WARM=${KOE_LOAD_WARMUP:-20}
-T=$(mktemp -d)
-PID=
-cleanup() { [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
+. "$(dirname "$0")/lib.sh"
 
 # Connection limits above the load's own (closed connections linger a moment on the server side);
 # a queue deep enough that most requests are served, though 503 stays allowed. The caches are off:
 # they grow by design up to their bounds (tested in test_server_cache), which would hide a leak's
 # growth or fail the RSS bound without one.
-"$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" --max-per-ip 512 --max-connections 512 \
-    --max-queue 128 --audio-cache-mb 0 --phoneme-cache-mb 0 >"$T/server.log" 2>&1 &
-PID=$!
-PORT=
-for _ in $(seq 600); do
-    PORT=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/server.log")
-    [ -n "$PORT" ] && grep -q "koe: ready" "$T/server.log" && break
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.05
-done
+start server --max-per-ip 512 --max-connections 512 --max-queue 128 --audio-cache-mb 0 \
+    --phoneme-cache-mb 0
+PORT=$PORT_server PID=$PID_server
 check "server started" test -n "$PORT"
 [ -n "$PORT" ] || exit 1
 
@@ -53,6 +41,6 @@ check "no request log line with a 5xx other than 503" test -z "$(grep '"status":
 kill -TERM "$PID"
 wait "$PID"
 check "SIGTERM after the load exits 0" test $? -eq 0
-PID=
+PIDS=() # it has ended: nothing left to kill at exit
 [ $fails -eq 0 ] && echo "all load checks passed"
 exit $((fails > 0))

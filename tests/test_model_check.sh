@@ -6,10 +6,7 @@ KOE=${KOE_BINARY:?}
 D="$KOE_TEST_DATA/kokoro-tiny"
 W="$D/kokoro-tiny-seed1.pth"
 C="$D/kokoro-tiny-seed1.config.json"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
+. "$(dirname "$0")/lib.sh"
 
 "$KOE" model-check --weights "$W" --config "$C" --case "$D/case0_T8_speed1" >"$T/ok.json"
 check "committed case exits 0" test $? -eq 0

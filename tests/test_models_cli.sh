@@ -3,10 +3,7 @@
 # and the backend koe serve will pick.
 set -u
 KOE=${KOE_BINARY:?}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
+. "$(dirname "$0")/lib.sh"
 TINY="$KOE_TEST_DATA/kokoro-tiny/kokoro-tiny-seed1.pth"
 
 out=$(KOE_MODEL= "$KOE" models --dir "$T")

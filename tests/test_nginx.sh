@@ -6,17 +6,11 @@ set -u
 KOE=${KOE_BINARY:?}
 command -v nginx >/dev/null || { echo "nginx not installed"; exit 77; }
 "$KOE" serve --help >/dev/null 2>&1 || { echo "no koe serve"; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+. "$(dirname "$0")/lib.sh"
+on_exit() { # after the koe instances are killed, before $T goes: nginx too
     [ -f "$T/nginx/nginx.pid" ] && kill "$(cat "$T/nginx/nginx.pid")" 2>/dev/null
     sleep 0.2
-    rm -rf "$T"
 }
-trap cleanup EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
 # nginx's own port: below the kernel's ephemeral range, so no client socket of a test running
 # alongside can hold it between this probe and nginx's bind.
 free_port() {
@@ -27,21 +21,15 @@ free_port() {
         (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
     done
 }
-# Each instance binds port 0 and reports the port it got: a port probed free can be taken by
-# another test's client socket before the bind (CI saw an instance exit that way).
-start_koe() { # name -> sets PORT_name, PID_name
+# Each instance binds port 0 and reports the port it got (start): a port probed free can be taken
+# by another test's client socket before the bind (CI saw an instance exit that way).
+start_koe() { # name -> sets PORT_name (only once ready), PID_name; shows the log's end if not
     # No audio cache: the TTFA comparison below repeats one text, which would otherwise be a
     # replay from the cache (0 ms either way) instead of synthesis.
-    "$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" --workers 1 --audio-cache-mb 0 >"$T/$1.log" 2>&1 &
-    PIDS+=($!)
-    eval "PID_$1=$!"
-    local port=
-    for _ in $(seq 600); do
-        port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/$1.log")
-        [ -n "$port" ] && grep -q "koe: ready" "$T/$1.log" && { eval "PORT_$1=$port"; return 0; }
-        kill -0 "$(eval echo "\$PID_$1")" 2>/dev/null || break
-        sleep 0.05
-    done
+    start "$1" --workers 1 --audio-cache-mb 0
+    local port; eval "port=\$PORT_$1"
+    [ -n "$port" ] && grep -q "koe: ready" "$T/$1.log" && return 0
+    eval "PORT_$1="
     sed 's/^/     '"$1"': /' "$T/$1.log" | tail -5
     return 1
 }
@@ -96,7 +84,7 @@ check "proxied requests succeed with audio" test ! -e "$T/bad"
 hdrs=$(curl -s -D - -o /dev/null -X POST "http://127.0.0.1:$PN/v1/audio/speech" -d "$BODY")
 check "the response stays chunked through the proxy" grep -qi '^transfer-encoding: chunked' <<<"$hdrs"
 
-served() { curl -s "http://127.0.0.1:$1/metrics" | awk '$1 == "koe_requests_total{code=\"200\"}" {print $2}'; }
+served() { metric "$1" 'koe_requests_total{code="200"}'; }
 sa=$(served "$PA"); sb=$(served "$PB")
 echo "     200s served: a=$sa b=$sb"
 check "load spread over both instances" test "${sa:-0}" -gt 2 -a "${sb:-0}" -gt 2

@@ -10,10 +10,7 @@ KOE=${KOE_BINARY:?}
 D="$KOE_TEST_DATA/kokoro-tiny"
 W="$D/kokoro-tiny-seed1.pth"
 C="$D/kokoro-tiny-seed1.config.json"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
+. "$(dirname "$0")/lib.sh"
 unset KOE_PRECISION KOE_CPU_DISABLE
 TEXT="Hello world. The tiny model speaks."
 synth() { local out=$1; shift; "$KOE" synth --model "$W" --config "$C" --seed 3 --out "$out" "$@" "$TEXT" 2>"$T/err"; }

@@ -4,11 +4,9 @@
 # and keeps the good file already there; the progress line shows on a terminal only.
 set -u
 KOE=${KOE_BINARY:?}
-T=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 pid=
-trap '[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$T"' EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
+on_exit() { [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; }
 codec() { ffprobe -v error -show_entries stream=codec_name -of csv=p=0 "$1" 2>/dev/null; }
 duration() { ffprobe -v error -show_entries format=duration -of csv=p=0 "$1" 2>/dev/null; }
 positive() { awk -v d="$1" 'BEGIN { exit !(d + 0 > 0) }'; }

@@ -7,38 +7,11 @@
 set -u
 KOE=${KOE_BINARY:?}
 [ -d "$KOE_DATA_DIR/voices" ] || { echo "skip: no voice packs in $KOE_DATA_DIR/voices (make deps)"; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
-
-# start NAME ARGS...: runs koe serve on a free port; sets PORT_<NAME> and PID_<NAME>.
-start() {
-    local name=$1; shift
-    "$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" "$@" >"$T/$name.log" 2>&1 &
-    local pid=$! port=
-    PIDS+=("$pid")
-    for _ in $(seq 300); do
-        port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/$name.log")
-        [ -n "$port" ] && grep -q "koe: ready" "$T/$name.log" && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    eval "PORT_$name=$port PID_$name=$pid"
-}
+. "$(dirname "$0")/lib.sh"
+START_POLLS=300 WAIT_POLLS=600
 post() { # url body [curl args...] -> writes body to $T/out, prints status
     local url=$1 body=$2; shift 2
     curl -s -o "$T/out" -w '%{http_code}' -X POST "$url" -H 'Content-Type: application/json' --data-binary "$body" "$@"
-}
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k {print $2}'; }
-wait_metric() { # port key minimum
-    for _ in $(seq 600); do
-        v=$(metric "$1" "$2"); [ -n "$v" ] && awk -v v="$v" -v m="$3" 'BEGIN{exit !(v >= m)}' && return 0
-        sleep 0.05
-    done
-    return 1
 }
 
 start main

@@ -8,34 +8,15 @@
 set -u
 KOE=${KOE_BINARY:?}
 [ -d "$KOE_DATA_DIR/voices" ] || { echo "skip: no voice packs in $KOE_DATA_DIR/voices (make deps)"; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
-
-# start NAME ARGS...: runs koe serve on a free port; sets PORT_<NAME> and PID_<NAME>.
-start() {
-    local name=$1; shift
-    "$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" --warmup 0 "$@" >"$T/$name.log" 2>&1 &
-    local pid=$! port=
-    PIDS+=("$pid")
-    for _ in $(seq 300); do
-        port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/$name.log")
-        [ -n "$port" ] && grep -q "koe: ready" "$T/$name.log" && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    eval "PORT_$name=$port PID_$name=$pid"
-}
+. "$(dirname "$0")/lib.sh"
+SERVE_ARGS=(--data-dir "$KOE_DATA_DIR" --warmup 0)
+START_POLLS=300
 # speak PORT BODY OUT: POST, body to OUT, headers to OUT.h; prints the status
 speak() {
     curl -s -D "$3.h" -o "$3" -w '%{http_code}' -X POST "http://127.0.0.1:$1/v1/audio/speech" \
         -H 'Content-Type: application/json' --data-binary "$2"
 }
 cache_hdr() { tr -d '\r' <"$1.h" | awk -F': ' 'tolower($1) == "x-koe-cache" {print $2}'; }
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k {print $2}'; }
 wait_metric_eq() { # port key value
     for _ in $(seq 600); do [ "$(metric "$1" "$2")" = "$3" ] && return 0; sleep 0.05; done
     return 1

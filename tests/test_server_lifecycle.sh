@@ -5,42 +5,7 @@
 # for a state; nothing here depends on how fast the machine is.
 set -u
 KOE=${KOE_BINARY:?}
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
-
-# start NAME ARGS...: koe serve on a free loopback port; sets PORT_<NAME> and PID_<NAME>.
-start() {
-    local name=$1; shift
-    "$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" "$@" >"$T/$name.log" 2>&1 &
-    local pid=$! port=
-    PIDS+=("$pid")
-    for _ in $(seq 600); do
-        port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/$name.log")
-        [ -n "$port" ] && grep -q "koe: ready" "$T/$name.log" && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    eval "PORT_$name=$port PID_$name=$pid"
-}
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k {print $2}'; }
-wait_metric() { # port key minimum
-    for _ in $(seq 1200); do
-        v=$(metric "$1" "$2"); [ -n "$v" ] && awk -v v="$v" -v m="$3" 'BEGIN{exit !(v >= m)}' && return 0
-        sleep 0.05
-    done
-    return 1
-}
-wait_metric_le() { # port key maximum
-    for _ in $(seq 1200); do
-        v=$(metric "$1" "$2"); [ -n "$v" ] && awk -v v="$v" -v m="$3" 'BEGIN{exit !(v <= m)}' && return 0
-        sleep 0.05
-    done
-    return 1
-}
+. "$(dirname "$0")/lib.sh"
 story=$(for i in $(seq 300); do printf 'Sentence number %d of a long story that nobody will hear to the end. ' "$i"; done)
 
 # 1. A client that stops reading: once every buffer on the way is full, nothing moves for

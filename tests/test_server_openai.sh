@@ -8,26 +8,7 @@ KOE=${KOE_BINARY:?}
 [ -d "$KOE_DATA_DIR/voices" ] || { echo "skip: no voice packs in $KOE_DATA_DIR/voices (make deps)"; exit 77; }
 CLIENT="$KOE_SOURCE_DIR/tests/client"
 [ -d "$CLIENT/node_modules/openai" ] || { echo "skip: npm ci --prefix tests/client"; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
-
-start() { # NAME ARGS...: koe serve on a free loopback port; sets PORT_<NAME> and PID_<NAME>
-    local name=$1; shift
-    "$KOE" serve --port 0 --data-dir "$KOE_DATA_DIR" "$@" >"$T/$name.log" 2>&1 &
-    local pid=$! port=
-    PIDS+=("$pid")
-    for _ in $(seq 600); do
-        port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/$name.log")
-        [ -n "$port" ] && grep -q "koe: ready" "$T/$name.log" && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    eval "PORT_$name=$port PID_$name=$pid"
-}
+. "$(dirname "$0")/lib.sh"
 
 start main --workers 1
 P=$PORT_main

@@ -10,31 +10,14 @@ if [ ! -d "$KOE_DATA_DIR/voices" ] || [ ! -f "$CFG" ]; then
     echo "skip: no voices in $KOE_DATA_DIR or no tiny config"
     exit 77
 fi
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
+. "$(dirname "$0")/lib.sh"
 
 mkdir "$T/data"
 ln -s "$(cd "$KOE_DATA_DIR" && pwd)/voices" "$T/data/voices"
 CACHE="$T/data/kokoro-random-v1_0.safetensors"
 
-# start NAME ARGS...: koe serve on a free loopback port; sets PORT_<NAME> and PID_<NAME>.
-start() {
-    local name=$1; shift
-    "$KOE" serve --port 0 --data-dir "$T/data" --workers 2 --config "$CFG" "$@" >"$T/$name.log" 2>&1 &
-    local pid=$! port=
-    PIDS+=("$pid")
-    for _ in $(seq 1200); do
-        port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/$name.log")
-        [ -n "$port" ] && grep -q "koe: ready" "$T/$name.log" && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    eval "PORT_$name=$port PID_$name=$pid"
-}
+SERVE_ARGS=(--data-dir "$T/data" --workers 2 --config "$CFG")
+START_POLLS=1200
 stop() { # NAME: SIGTERM, expect exit 0
     local pid; eval "pid=\$PID_$1"
     kill -TERM "$pid"; wait "$pid"

@@ -4,10 +4,7 @@
 set -u
 KOE=${KOE_BINARY:?}
 D="$KOE_TEST_DATA/kokoro-tiny"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi; }
+. "$(dirname "$0")/lib.sh"
 [ -d "$KOE_DATA_DIR/voices" ] || { echo "no voices (make deps)"; exit 77; }
 export KOE_DATA_DIR
 

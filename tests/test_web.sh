@@ -16,19 +16,17 @@ command -v node >/dev/null || { echo "skip: node not installed"; exit 77; }
 OUT=${KOE_TEST_OUT:-/tmp}
 mkdir -p "$OUT"
 
-T=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 SERVER=
 CLIENT=
-cleanup() {
+on_exit() { # before $T goes
     # The client runs in its own process group: this also ends the Chromium it started.
     [ -n "$CLIENT" ] && kill -- -"$CLIENT" 2>/dev/null
     if [ -n "$SERVER" ]; then
         kill "$SERVER" 2>/dev/null
         wait "$SERVER" 2>/dev/null
     fi
-    rm -rf "$T"
 }
-trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 if [ "${KOE_WEB_STANDIN:-0}" = 1 ]; then
@@ -45,13 +43,7 @@ else
     "$KOE" serve --host 127.0.0.1 --port 0 --data-dir "${KOE_DATA_DIR:-$SRC/data}" --workers 1 \
         >"$T/server.log" 2>&1 &
     SERVER=$!
-    PORT=
-    for _ in $(seq 600); do
-        PORT=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$T/server.log")
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER" 2>/dev/null || break
-        sleep 0.05
-    done
+    PORT=$(serve_port "$T/server.log" "$SERVER" 600 "") # the port alone: ready is awaited below
 fi
 BASE="http://127.0.0.1:$PORT"
 
