@@ -14,6 +14,8 @@
 #include "koe/audio.h"
 #include "koe/base.h"
 
+#include "common.h"
+
 #define RATE  24000
 #define CHUNK 4800 /* 200 ms per write, like a pipeline handing over audio */
 
@@ -38,16 +40,6 @@ static int count_bytes(void *user, const void *data, size_t n) {
     (void)data;
     *(uint64_t *)user += n;
     return 0;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* Samples fed one at a time before the first byte of encoded audio. Headers leave with the first
@@ -97,7 +89,7 @@ static double first_segment_ms(koe_format fmt, const float *x, int runs, double 
         t[r] = (double)(fb.first - fb.t0) * 1e-6;
         koe_audio_out_free(out);
     }
-    return median(t, runs);
+    return bench_median(t, runs);
 }
 
 int main(int argc, char **argv) {
@@ -133,7 +125,7 @@ int main(int argc, char **argv) {
             koe_encoder_free(enc);
             t[r] = (double)(koe_now_ns() - t0) * 1e-9;
         }
-        double med = median(t, runs);
+        double med = bench_median(t, runs);
         long lat = first_byte_latency((koe_format)f, x, (size_t)RATE);
         double seg = n >= 2 * RATE ? first_segment_ms((koe_format)f, x, runs, t) : -1;
         printf("%-6s %12.0f %10.1f %12.1f %8ld (%.1f ms) %12.2f ms\n",
@@ -156,7 +148,7 @@ int main(int argc, char **argv) {
             koe_resampler_flush(rs, out, cap, &p, NULL);
             t[r] = (double)(koe_now_ns() - t0) * 1e-9;
         }
-        double med = median(t, runs), in_seconds = (double)n / 22050;
+        double med = bench_median(t, runs), in_seconds = (double)n / 22050;
         printf("resample 22050->24000 %8.0f x realtime (%.1f ms for %.0f s)\n", in_seconds / med,
                med * 1e3, in_seconds);
         free(out);
@@ -179,7 +171,7 @@ int main(int argc, char **argv) {
             t[r] = (double)(koe_now_ns() - t0) * 1e-9;
             koe_loudness_free(ld);
         }
-        double med = median(t, runs);
+        double med = bench_median(t, runs);
         printf("loudness (-16 LUFS, -1 dBTP) %8.0f x realtime (%.1f ms), delay %zu samples\n",
                seconds / med, med * 1e3, delay);
         free(out);

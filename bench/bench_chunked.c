@@ -26,6 +26,8 @@
 #include "koe/model.h"
 #include "koe/weights.h"
 
+#include "common.h"
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -43,16 +45,6 @@
 typedef struct chunking {
     koe_chunk_opts o;
 } chunking;
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Arrival times and sizes of one chunked call's windows. */
 typedef struct arrivals {
@@ -106,19 +98,6 @@ static int parse_chunks(const char *s, chunking *c, int max) {
             s++;
         else if (*s)
             return -1;
-    }
-    return n;
-}
-
-static int parse_list(const char *s, int *out, int max) {
-    int n = 0;
-    while (*s && n < max) {
-        char *e;
-        long v = strtol(s, &e, 10);
-        if (e == s || v < 1 || v > 510) return -1;
-        out[n++] = (int)v;
-        s = *e == ',' ? e + 1 : e;
-        if (*e && *e != ',') return -1;
     }
     return n;
 }
@@ -198,7 +177,7 @@ static int bench_full(koe_ctx *c, int tokens, const chunking *ch, int nc, int ru
             stall[k][r] = stall_seconds(&a);
         }
     }
-    double ex = median(t_exact, runs), tx = median(t_text, runs);
+    double ex = bench_median(t_exact, runs), tx = bench_median(t_text, runs);
     printf("\n%d tokens: F = %d frames, %.2f s of audio; exact %.3f s (text side %.3f s), median "
            "of %d\n\n",
            tokens, F, (double)n / RATE, ex, tx, runs);
@@ -209,8 +188,8 @@ static int bench_full(koe_ctx *c, int tokens, const chunking *ch, int nc, int ru
     for (int k = 0; k < nc; k++) {
         char name[48], s1[16], s2[16];
         chunk_name(&ch[k].o, name, sizeof name);
-        double fw = median(t_first[k], runs), tt = median(t_total[k], runs),
-               st = median(stall[k], runs);
+        double fw = bench_median(t_first[k], runs), tt = bench_median(t_total[k], runs),
+               st = bench_median(stall[k], runs);
         fmt_snr(dev[k].snr_db, s1, sizeof s1);
         fmt_snr(dev1[k].snr_db, s2, sizeof s2);
         printf("| %s | %d | %.2f | %.2f | %.3f | %.3f | %.2f | %.3f | %+.0f%% | %.3f | %.3g | %s | "
@@ -347,7 +326,7 @@ int main(int argc, char **argv) {
     int positional = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) {
-            if ((n_tok = parse_list(argv[++i], tokens, 8)) < 1)
+            if ((n_tok = bench_parse_list(argv[++i], tokens, 8, 1, 510)) < 1)
                 return fprintf(stderr, "bench_chunked: bad --tokens\n"), 2;
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads = atoi(argv[++i]);

@@ -5,7 +5,6 @@
  * duration_proj bias is −2.65 so that a token lasts about 3.3 frames, as in real speech.
  *
  * usage: bench_front [runs [tokens]]   (default 5 runs; 20, 100 and 400 tokens) */
-#include <cblas.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,94 +17,58 @@
 #include "model/predictor.h"
 #include "model/text_encoder.h"
 
+#include "common.h"
+
 /* Full-model widths (kokoro-config.json and the PL-BERT config). */
 enum { VOCAB = 178, EMB = 128, POS = 512, HB = 768, INTER = 2048, H = 512, ST = 128, DUR = 50 };
-
-typedef struct tensor {
-    char name[112];
-    int ndim;
-    int64_t shape[4];
-    float *data;
-} tensor;
-
-typedef struct weights {
-    tensor *t;
-    int n, cap;
-    uint64_t rng;
-} weights;
-
-static float urand(weights *w) { /* [-1, 1) */
-    w->rng ^= w->rng << 13;
-    w->rng ^= w->rng >> 7;
-    w->rng ^= w->rng << 17;
-    return (float)(w->rng >> 40) / 8388608.0f - 1.0f;
-}
-
-/* Adds `name` of the given shape filled with scale·U(−1, 1) + offset. */
-static void add(weights *w, const char *name, int ndim, int64_t a, int64_t b, int64_t c,
-                float scale, float offset) {
-    if (w->n == w->cap) {
-        w->cap = w->cap ? 2 * w->cap : 256;
-        w->t = realloc(w->t, (size_t)w->cap * sizeof *w->t);
-        if (!w->t) abort();
-    }
-    tensor *t = &w->t[w->n++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->ndim = ndim;
-    int64_t sh[3] = {a, b, c};
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)(t->shape[i] = sh[i]);
-    t->data = malloc(n * sizeof(float));
-    if (!t->data) abort();
-    for (size_t i = 0; i < n; i++) t->data[i] = scale * urand(w) + offset;
-}
 
 static float inv_sqrt(double fan_in) {
     return (float)(1.0 / __builtin_sqrt(fan_in));
 }
 
-static void add_linear(weights *w, const char *prefix, int out, int in) {
+static void add_linear(bench_weights *w, const char *prefix, int out, int in) {
     char nm[112];
     snprintf(nm, sizeof nm, "%s.weight", prefix);
-    add(w, nm, 2, out, in, 0, inv_sqrt(in), 0.0f);
+    bench_weights_add(w, nm, 2, out, in, 0, inv_sqrt(in), 0.0f);
     snprintf(nm, sizeof nm, "%s.bias", prefix);
-    add(w, nm, 1, out, 0, 0, inv_sqrt(in), 0.0f);
+    bench_weights_add(w, nm, 1, out, 0, 0, inv_sqrt(in), 0.0f);
 }
 
-static void add_ln(weights *w, const char *wname, const char *bname, int n) {
-    add(w, wname, 1, n, 0, 0, 0.1f, 1.0f);
-    add(w, bname, 1, n, 0, 0, 0.1f, 0.0f);
+static void add_ln(bench_weights *w, const char *wname, const char *bname, int n) {
+    bench_weights_add(w, wname, 1, n, 0, 0, 0.1f, 1.0f);
+    bench_weights_add(w, bname, 1, n, 0, 0, 0.1f, 0.0f);
 }
 
-static void add_lstm(weights *w, const char *prefix, int in, int u) {
+static void add_lstm(bench_weights *w, const char *prefix, int in, int u) {
     static const char *sfx[2] = {"", "_reverse"};
     char nm[112];
     for (int d = 0; d < 2; d++) {
         snprintf(nm, sizeof nm, "%s.weight_ih_l0%s", prefix, sfx[d]);
-        add(w, nm, 2, 4 * u, in, 0, inv_sqrt(u), 0.0f); /* PyTorch's LSTM init: U(±1/√u) */
+        bench_weights_add(w, nm, 2, 4 * u, in, 0, inv_sqrt(u),
+                          0.0f); /* PyTorch's LSTM init: U(±1/√u) */
         snprintf(nm, sizeof nm, "%s.weight_hh_l0%s", prefix, sfx[d]);
-        add(w, nm, 2, 4 * u, u, 0, inv_sqrt(u), 0.0f);
+        bench_weights_add(w, nm, 2, 4 * u, u, 0, inv_sqrt(u), 0.0f);
         snprintf(nm, sizeof nm, "%s.bias_ih_l0%s", prefix, sfx[d]);
-        add(w, nm, 1, 4 * u, 0, 0, inv_sqrt(u), 0.0f);
+        bench_weights_add(w, nm, 1, 4 * u, 0, 0, inv_sqrt(u), 0.0f);
         snprintf(nm, sizeof nm, "%s.bias_hh_l0%s", prefix, sfx[d]);
-        add(w, nm, 1, 4 * u, 0, 0, inv_sqrt(u), 0.0f);
+        bench_weights_add(w, nm, 1, 4 * u, 0, 0, inv_sqrt(u), 0.0f);
     }
 }
 
 /* Weight-normed Conv1d (or depthwise ConvTranspose1d when depthwise) with bias. */
-static void add_wn(weights *w, const char *prefix, int out, int in, int k, int with_bias) {
+static void add_wn(bench_weights *w, const char *prefix, int out, int in, int k, int with_bias) {
     char nm[112];
     snprintf(nm, sizeof nm, "%s.weight_v", prefix);
-    add(w, nm, 3, out, in, k, inv_sqrt((double)in * k), 0.0f);
+    bench_weights_add(w, nm, 3, out, in, k, inv_sqrt((double)in * k), 0.0f);
     snprintf(nm, sizeof nm, "%s.weight_g", prefix);
-    add(w, nm, 3, out, 1, 1, 0.1f, 1.0f);
+    bench_weights_add(w, nm, 3, out, 1, 1, 0.1f, 1.0f);
     if (with_bias) {
         snprintf(nm, sizeof nm, "%s.bias", prefix);
-        add(w, nm, 1, out, 0, 0, inv_sqrt((double)in * k), 0.0f);
+        bench_weights_add(w, nm, 1, out, 0, 0, inv_sqrt((double)in * k), 0.0f);
     }
 }
 
-static void add_adain(weights *w, const char *prefix, int C) {
+static void add_adain(bench_weights *w, const char *prefix, int C) {
     char nm[112], nb[112];
     snprintf(nm, sizeof nm, "%s.fc", prefix);
     add_linear(w, nm, 2 * C, ST);
@@ -114,7 +77,7 @@ static void add_adain(weights *w, const char *prefix, int C) {
     add_ln(w, nm, nb, C);
 }
 
-static void add_adain_resblk(weights *w, const char *prefix, int a, int b, int upsample) {
+static void add_adain_resblk(bench_weights *w, const char *prefix, int a, int b, int upsample) {
     char nm[112];
     snprintf(nm, sizeof nm, "%s.norm1", prefix);
     add_adain(w, nm, a);
@@ -134,12 +97,12 @@ static void add_adain_resblk(weights *w, const char *prefix, int a, int b, int u
     }
 }
 
-static void make_weights(weights *w) {
+static void make_weights(bench_weights *w) {
     const char *L = "bert.encoder.albert_layer_groups.0.albert_layers.0.";
     char nm[112], nb[112];
-    add(w, "bert.embeddings.word_embeddings.weight", 2, VOCAB, EMB, 0, 1.0f, 0.0f);
-    add(w, "bert.embeddings.position_embeddings.weight", 2, POS, EMB, 0, 1.0f, 0.0f);
-    add(w, "bert.embeddings.token_type_embeddings.weight", 2, 2, EMB, 0, 1.0f, 0.0f);
+    bench_weights_add(w, "bert.embeddings.word_embeddings.weight", 2, VOCAB, EMB, 0, 1.0f, 0.0f);
+    bench_weights_add(w, "bert.embeddings.position_embeddings.weight", 2, POS, EMB, 0, 1.0f, 0.0f);
+    bench_weights_add(w, "bert.embeddings.token_type_embeddings.weight", 2, 2, EMB, 0, 1.0f, 0.0f);
     add_ln(w, "bert.embeddings.LayerNorm.weight", "bert.embeddings.LayerNorm.bias", EMB);
     add_linear(w, "bert.encoder.embedding_hidden_mapping_in", HB, EMB);
     static const char *lin[4] = {"attention.query", "attention.key", "attention.value",
@@ -171,7 +134,7 @@ static void make_weights(weights *w) {
     /* Σ sigmoid over 50 logits ≈ 50·σ(−2.65) ≈ 3.3 frames per token. */
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->t[i].name, "predictor.duration_proj.linear_layer.bias"))
-            for (int k = 0; k < DUR; k++) w->t[i].data[k] = -2.65f + 0.05f * urand(w);
+            for (int k = 0; k < DUR; k++) w->t[i].data[k] = -2.65f + 0.05f * bench_urand(&w->rng);
     add_lstm(w, "predictor.shared", H + ST, H / 2);
     static const char *branch[2] = {"F0", "N"};
     for (int b = 0; b < 2; b++) {
@@ -182,12 +145,13 @@ static void make_weights(weights *w) {
         snprintf(nm, sizeof nm, "predictor.%s.2", branch[b]);
         add_adain_resblk(w, nm, H / 2, H / 2, 0);
         snprintf(nm, sizeof nm, "predictor.%s_proj.weight", branch[b]);
-        add(w, nm, 3, 1, H / 2, 1, inv_sqrt(H / 2), 0.0f);
+        bench_weights_add(w, nm, 3, 1, H / 2, 1, inv_sqrt(H / 2), 0.0f);
         snprintf(nm, sizeof nm, "predictor.%s_proj.bias", branch[b]);
-        add(w, nm, 1, 1, 0, 0, 0.0f, b == 0 ? 180.0f : 0.0f); /* F0 around a voiced 180 Hz */
+        bench_weights_add(w, nm, 1, 1, 0, 0, 0.0f,
+                          b == 0 ? 180.0f : 0.0f); /* F0 around a voiced 180 Hz */
     }
 
-    add(w, "text_encoder.embedding.weight", 2, VOCAB, H, 0, 1.0f, 0.0f);
+    bench_weights_add(w, "text_encoder.embedding.weight", 2, VOCAB, H, 0, 1.0f, 0.0f);
     for (int i = 0; i < 3; i++) {
         snprintf(nm, sizeof nm, "text_encoder.cnn.%d.0", i);
         add_wn(w, nm, H, H, 5, 1);
@@ -198,27 +162,6 @@ static void make_weights(weights *w) {
     add_lstm(w, "text_encoder.lstm", H, H / 2);
 }
 
-static const float *lookup(void *user, const char *name, int *ndim, int64_t shape[4]) {
-    const weights *w = user;
-    for (int i = 0; i < w->n; i++)
-        if (!strcmp(w->t[i].name, name)) {
-            *ndim = w->t[i].ndim;
-            memcpy(shape, w->t[i].shape, sizeof w->t[i].shape);
-            return w->t[i].data;
-        }
-    return NULL;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* Floating-point operations of one PL-BERT + bert_encoder run over T tokens (12 passes). */
 static double albert_flops(int T) {
     double t = T,
@@ -226,34 +169,25 @@ static double albert_flops(int T) {
     return 2 * t * EMB * HB + 12 * layer + 2 * t * HB * H;
 }
 
-/* Reference: OpenBLAS sgemm 512×512 · 512×1024 per thread (one per pool task), GFLOP/s. */
-typedef struct peak_job {
-    float *a, *b, *c[2];
-} peak_job;
-
-static void peak_task(void *arg, int task) {
-    peak_job *j = arg;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 512, 1024, 512, 1.0f, j->a, 512, j->b,
-                1024, 0.0f, j->c[task], 1024);
-}
-
-static double sgemm_peak(koe_pool *pool, int threads, weights *w) {
-    peak_job j = {malloc(512 * 512 * sizeof(float)),
-                  malloc(512 * 1024 * sizeof(float)),
-                  {malloc(512 * 1024 * sizeof(float)), malloc(512 * 1024 * sizeof(float))}};
-    if (!j.a || !j.b || !j.c[0] || !j.c[1]) abort();
-    for (int i = 0; i < 512 * 512; i++) j.a[i] = urand(w);
-    for (int i = 0; i < 512 * 1024; i++) j.b[i] = urand(w);
-    koe_pool_run(pool, threads, peak_task, &j); /* warm-up */
+/* Reference: OpenBLAS sgemm 512×512 · 512×1024 per thread (one per pool task, the inputs
+ * shared), GFLOP/s: the best of 5 samples of 4 runs. */
+static double sgemm_peak(koe_pool *pool, int threads, bench_weights *w) {
+    float *a = malloc(512 * 512 * sizeof(float)), *b = malloc(512 * 1024 * sizeof(float));
+    bench_sgemm_job j = {
+        {a, a}, {b, b}, {malloc(512 * 1024 * sizeof(float)), malloc(512 * 1024 * sizeof(float))}};
+    if (!a || !b || !j.c[0] || !j.c[1]) abort();
+    for (int i = 0; i < 512 * 512; i++) a[i] = bench_urand(&w->rng);
+    for (int i = 0; i < 512 * 1024; i++) b[i] = bench_urand(&w->rng);
+    koe_pool_run(pool, threads, bench_sgemm_task, &j); /* warm-up */
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
         double t0 = koe_now_s();
-        for (int k = 0; k < 4; k++) koe_pool_run(pool, threads, peak_task, &j);
+        for (int k = 0; k < 4; k++) koe_pool_run(pool, threads, bench_sgemm_task, &j);
         double dt = (koe_now_s() - t0) / 4;
         best = dt < best ? dt : best;
     }
-    free(j.a);
-    free(j.b);
+    free(a);
+    free(b);
     free(j.c[0]);
     free(j.c[1]);
     return threads * 2.0 * 512 * 512 * 1024 / best * 1e-9;
@@ -268,18 +202,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_front [runs 1..100 [tokens 2..512]]\n");
         return 2;
     }
-    weights w = {.rng = 0x9E3779B97F4A7C15ULL};
+    bench_weights w = {.rng = 0x9E3779B97F4A7C15ULL};
     make_weights(&w);
     koe_error err = {0};
-    koe_albert *bert = koe_albert_new(lookup, &w, NULL, &err);
-    koe_text_encoder *te = bert ? koe_text_encoder_new(lookup, &w, &err) : NULL;
-    koe_predictor *pred = te ? koe_predictor_new(lookup, &w, &err) : NULL;
+    koe_albert *bert = koe_albert_new(bench_weights_lookup, &w, NULL, &err);
+    koe_text_encoder *te = bert ? koe_text_encoder_new(bench_weights_lookup, &w, &err) : NULL;
+    koe_predictor *pred = te ? koe_predictor_new(bench_weights_lookup, &w, &err) : NULL;
     if (!pred) {
         fprintf(stderr, "bench_front: %s\n", err.msg);
         return 1;
     }
     float s_pro[ST];
-    for (int i = 0; i < ST; i++) s_pro[i] = 0.3f * urand(&w);
+    for (int i = 0; i < ST; i++) s_pro[i] = 0.3f * bench_urand(&w.rng);
 
     printf("# bench_front: full-size front half on random weights, median of %d runs (s)\n", runs);
     printf("%-7s %-7s %-7s %-9s %-9s %-9s %-9s %-9s %s\n", "tokens", "threads", "frames", PART[0],
@@ -349,9 +283,9 @@ int main(int argc, char **argv) {
                 return 1;
             }
             printf("%-7d %-7d %-7d", T, threads, F);
-            for (int p = 0; p < N_PARTS; p++) printf(" %-9.4f", median(times[p], runs));
-            double tb = median(times[P_BERT], runs);
-            printf(" %-9.4f %.1f\n", median(total, runs), albert_flops(T) / tb * 1e-9);
+            for (int p = 0; p < N_PARTS; p++) printf(" %-9.4f", bench_median(times[p], runs));
+            double tb = bench_median(times[P_BERT], runs);
+            printf(" %-9.4f %.1f\n", bench_median(total, runs), albert_flops(T) / tb * 1e-9);
             fflush(stdout);
             free(scratch);
             free(d_en);
@@ -375,7 +309,6 @@ int main(int argc, char **argv) {
     koe_albert_free(bert);
     koe_text_encoder_free(te);
     koe_predictor_free(pred);
-    for (int i = 0; i < w.n; i++) free(w.t[i].data);
-    free(w.t);
+    bench_weights_free(&w);
     return 0;
 }

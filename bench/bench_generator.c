@@ -8,7 +8,6 @@
  *
  * usage: bench_generator [frames2 [runs [fp32|bf16|int8|both|all]]] (default 600 5 both;
  * both = fp32 and bf16, all = the three) */
-#include <cblas.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,39 +20,23 @@
 #include "model/ops_int8.h"
 #include "model/pool.h"
 
-#define MAX_T 1024
-#define NP    3 /* precisions: fp32, bf16, int8 (KOE_CONV_*) */
+#include "common.h"
 
-typedef struct tensor {
-    char name[96];
-    int ndim;
-    int64_t shape[4];
-    float *data;
-} tensor;
+#define NP 3 /* precisions: fp32, bf16, int8 (KOE_CONV_*) */
 
-static tensor tensors[MAX_T];
-static int n_tensors;
-static uint64_t rng = 0x1234567;
+/* The weights, and the random numbers of the inputs and of the sgemm reference after them. */
+static bench_weights wts = {.rng = 0x1234567};
 
 static float urand(void) { /* [-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)(rng >> 40) / 8388608.0f - 1.0f;
+    return bench_urand(&wts.rng);
 }
 
-/* Adds a tensor filled with scale · U(-1, 1) + offset. */
+/* Adds decoder.generator.`name` filled with scale · U(-1, 1) + offset. */
 static void add(const char *name, int ndim, int64_t a, int64_t b, int64_t c, float scale,
                 float offset) {
-    if (n_tensors == MAX_T) abort();
-    tensor *t = &tensors[n_tensors++];
-    snprintf(t->name, sizeof t->name, "decoder.generator.%s", name);
-    t->ndim = ndim;
-    int64_t sh[3] = {a, b, c};
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)(t->shape[i] = sh[i]);
-    t->data = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) t->data[i] = scale * urand() + offset;
+    char full[128]; /* the names here are under 96 characters, the prefix 18 */
+    snprintf(full, sizeof full, "decoder.generator.%s", name);
+    bench_weights_add(&wts, full, ndim, a, b, c, scale, offset);
 }
 
 static void add_wn(const char *name, int64_t d0, int64_t d1, int64_t k, int64_t bias_n) {
@@ -109,43 +92,14 @@ static void make_weights(int W2) {
     add_wn("conv_post", 22, C2, 7, 22);
 }
 
-static const float *lookup(void *user, const char *name, int *ndim, int64_t shape[4]) {
-    (void)user;
-    for (int i = 0; i < n_tensors; i++)
-        if (!strcmp(tensors[i].name, name)) {
-            *ndim = tensors[i].ndim;
-            memcpy(shape, tensors[i].shape, sizeof tensors[i].shape);
-            return tensors[i].data;
-        }
-    return NULL;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* sgemm peak: each pool task multiplies its own 512×512 by 512×1024 (the shape class of the
- * generator's convolutions), single-threaded OpenBLAS per task. */
-typedef struct peak_job {
-    float *a[2], *b[2], *c[2];
-} peak_job;
-#define PM 512
-#define PK 512
-#define PN 1024
-static void peak_task(void *arg, int task) {
-    peak_job *j = arg;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PM, PN, PK, 1.0f, j->a[task], PK,
-                j->b[task], PN, 0.0f, j->c[task], PN);
-}
-
+ * generator's convolutions), single-threaded OpenBLAS per task; the median of RUNS samples of 5
+ * runs. */
+#define PM BENCH_SGEMM_M
+#define PK BENCH_SGEMM_K
+#define PN BENCH_SGEMM_N
 static double sgemm_peak(koe_pool *pool, int threads, int runs) {
-    peak_job j;
+    bench_sgemm_job j;
     for (int t = 0; t < 2; t++) {
         j.a[t] = malloc(sizeof(float) * PM * PK);
         j.b[t] = malloc(sizeof(float) * PK * PN);
@@ -154,13 +108,13 @@ static double sgemm_peak(koe_pool *pool, int threads, int runs) {
         for (int i = 0; i < PK * PN; i++) j.b[t][i] = urand();
     }
     double best[32];
-    koe_pool_run(pool, threads, peak_task, &j);
+    koe_pool_run(pool, threads, bench_sgemm_task, &j);
     for (int r = 0; r < runs; r++) {
         double t0 = koe_now_s();
-        for (int rep = 0; rep < 5; rep++) koe_pool_run(pool, threads, peak_task, &j);
+        for (int rep = 0; rep < 5; rep++) koe_pool_run(pool, threads, bench_sgemm_task, &j);
         best[r] = koe_now_s() - t0;
     }
-    double s = median(best, runs);
+    double s = bench_median(best, runs);
     for (int t = 0; t < 2; t++) {
         free(j.a[t]);
         free(j.b[t]);
@@ -190,7 +144,7 @@ int main(int argc, char **argv) {
     for (int p = 0; p < NP; p++) {
         if (!want[p]) continue;
         double t0 = koe_now_s();
-        gens[p] = koe_generator_new_prec(lookup, NULL, p, &err);
+        gens[p] = koe_generator_new_prec(bench_weights_lookup, &wts, p, &err);
         if (!gens[p]) {
             fprintf(stderr, "bench_generator: %s\n", err.msg);
             return 1;
@@ -199,7 +153,7 @@ int main(int argc, char **argv) {
     }
     koe_generator *g = gens[0] ? gens[0] : gens[1] ? gens[1] : gens[2];
     double tl = tls[0] ? tls[0] : tls[1] ? tls[1] : tls[2];
-    for (int i = 0; i < n_tensors; i++) free(tensors[i].data);
+    bench_weights_free(&wts);
 
     float *x = malloc(sizeof(float) * (size_t)W2 * frames2), *f0 = malloc(sizeof(float) * frames2);
     float style[128];
@@ -252,10 +206,10 @@ int main(int argc, char **argv) {
                 }
                 if (r >= 0) times[p][r] = koe_now_s() - t0;
             }
-        double base = gens[0] ? median(times[0], runs) : 0;
+        double base = gens[0] ? bench_median(times[0], runs) : 0;
         for (int p = 0; p < NP; p++) {
             if (!gens[p]) continue;
-            double med = median(times[p], runs), mn = times[p][0];
+            double med = bench_median(times[p], runs), mn = times[p][0];
             for (int r = 1; r < runs; r++)
                 if (times[p][r] < mn) mn = times[p][r];
             /* what this precision's generator really computes (bf16 takes the frequency-domain

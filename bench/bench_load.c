@@ -7,14 +7,11 @@
 #include "koe/base.h"
 #include "koe/weights.h"
 
+#include "common.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int bench(const char *path, int runs) {
     double t[100], sum = 0;
@@ -37,7 +34,7 @@ static int bench(const char *path, int runs) {
         t[r] = koe_now_s() - t0;
         koe_weights_close(w);
     }
-    qsort(t, (size_t)runs, sizeof t[0], cmp);
+    qsort(t, (size_t)runs, sizeof t[0], bench_cmp_double);
     printf("bench_load: %s, %zu tensors: open + every lookup, median of %d: %.1f ms (min %.1f, max "
            "%.1f) [checksum %g]\n",
            path, count, runs, t[runs / 2] * 1e3, t[0] * 1e3, t[runs - 1] * 1e3, sum);

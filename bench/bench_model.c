@@ -20,6 +20,8 @@
 #include "model/ops_conv.h"
 #include "model/ops_int8.h"
 
+#include "common.h"
+
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,11 +30,6 @@
 #include <unistd.h>
 
 const koe_generator *koe_model_generator(const koe_model *m);
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double peak_rss_mb(void) {
     struct rusage ru;
@@ -55,22 +52,9 @@ static double sgemm_gflops(void) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, a, K, b, N, 0, c, N);
         t[r] = koe_now_s() - t0;
     }
-    qsort(t, 5, sizeof t[0], cmp);
+    qsort(t, 5, sizeof t[0], bench_cmp_double);
     free(a), free(b), free(c);
     return 5.0 * 2.0 * M * K * N / t[2] / 1e9;
-}
-
-static int parse_list(const char *s, int *out, int max) {
-    int n = 0;
-    while (*s && n < max) {
-        char *e;
-        long v = strtol(s, &e, 10);
-        if (e == s || v < 1 || v > 510) return -1;
-        out[n++] = (int)v;
-        s = *e == ',' ? e + 1 : e;
-        if (*e && *e != ',') return -1;
-    }
-    return n;
 }
 
 #define MAXP 4
@@ -85,10 +69,10 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
             plist = argv[++i];
         } else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) {
-            if ((n_len = parse_list(argv[++i], lengths, 8)) < 1)
+            if ((n_len = bench_parse_list(argv[++i], lengths, 8, 1, 510)) < 1)
                 return fprintf(stderr, "bench_model: bad --tokens\n"), 2;
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            if ((n_thr = parse_list(argv[++i], threads_list, 8)) < 1)
+            if ((n_thr = bench_parse_list(argv[++i], threads_list, 8, 1, 510)) < 1)
                 return fprintf(stderr, "bench_model: bad --threads\n"), 2;
         } else if (positional == 0 && argv[i][0] != '-') {
             runs = atoi(argv[i]);
@@ -189,9 +173,9 @@ int main(int argc, char **argv) {
                 }
             double base = 0;
             for (int p = 0; p < n_prec; p++) {
-                qsort(t[p], (size_t)runs, sizeof t[p][0], cmp);
-                qsort(ts[p], (size_t)runs, sizeof t[p][0], cmp);
-                qsort(td[p], (size_t)runs, sizeof t[p][0], cmp);
+                qsort(t[p], (size_t)runs, sizeof t[p][0], bench_cmp_double);
+                qsort(ts[p], (size_t)runs, sizeof t[p][0], bench_cmp_double);
+                qsort(td[p], (size_t)runs, sizeof t[p][0], bench_cmp_double);
                 double audio = (double)out[p].n_samples / KOE_MODEL_SAMPLE_RATE,
                        med = t[p][runs / 2];
                 if (p == 0) base = med;

@@ -15,6 +15,8 @@
 #include "koe/text.h"
 #include "text/text_internal.h"
 
+#include "common.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,16 +84,6 @@ static char *make_text(size_t min_chars, size_t *len) {
     koe_buf_terminate(&b);
     *len = b.len;
     return b.data;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static size_t count_chars(const char *s, size_t n) {
@@ -206,7 +198,7 @@ int main(int argc, char **argv) {
         koe_tokens_free(&t);
         sw[r] = (double)(koe_now_ns() - t0) / 1e6;
     }
-    double m_sw = median(sw, runs);
+    double m_sw = bench_median(sw, runs);
     free(sw);
     /* koe_text_segment normalizes the whole input before the first segment can be phonemized:
      * its cost on a 1 MB input (the text repeated) is time to first audio for a long input. */
@@ -223,12 +215,13 @@ int main(int argc, char **argv) {
         mb[r] = (double)(koe_now_ns() - t0) / 1e6;
         koe_segments_free(s);
     }
-    double m_mb = median(mb, runs);
+    double m_mb = bench_median(mb, runs);
     size_t big_len = big.len;
     free(mb);
     koe_buf_free(&big);
-    double m_e2e = median(e2e, runs), m_seg = median(seg, runs), m_tok = median(tok, runs),
-           m_base = median(base, runs), m_first = median(first, runs);
+    double m_e2e = bench_median(e2e, runs), m_seg = bench_median(seg, runs),
+           m_tok = bench_median(tok, runs), m_base = bench_median(base, runs),
+           m_first = bench_median(first, runs);
     printf("text: %zu characters (%zu bytes), %zu segments, %zu tokens, %zu dropped; median of "
            "%d runs\n",
            chars, len, nseg, ntok, dropped, runs);

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 static const char *SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests "
                               "in the shade of an old oak tree.";
 
@@ -332,11 +334,6 @@ static void *run_worker(void *arg) {
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double pct(double *v, int n, double p) {
     if (n == 0) return 0;
     int i = (int)(p / 100.0 * (n - 1) + 0.5);
@@ -368,8 +365,8 @@ static void run_level(const cfg *c, int clients) {
         under += res[i].underruns;
         gap += res[i].gap_ms;
     }
-    qsort(ttfa, (size_t)ok, sizeof *ttfa, cmp_double);
-    qsort(tot, (size_t)ok, sizeof *tot, cmp_double);
+    qsort(ttfa, (size_t)ok, sizeof *ttfa, bench_cmp_double);
+    qsort(tot, (size_t)ok, sizeof *tot, bench_cmp_double);
     printf("| %-9s | %-4s | %3d | %3d/%-3d | %6.0f | %6.0f | %6.0f | %7.0f | %7.0f | %5.2f | %4d | "
            "%7.0f "
            "| %3d |\n",
