@@ -25,4 +25,13 @@ check "unknown voice exits 2" test $? -eq 2
 check "no file is left behind" test -z "$(ls "$T" | grep -v -e '^k' -e '^e.mp3' -e '^err')"
 "$KOE" synth --out "$T/empty.wav" "" 2>/dev/null
 check "empty text exits 2" test $? -eq 2
+# a seed is plain digits: strtoull would take "-5" (wrapped) and "" (0)
+for bad in -5 "" 1x; do
+    "$KOE" synth --seed "$bad" --out "$T/s.wav" hi 2>"$T/err"
+    rc=$?
+    check "--seed '$bad' exits 2 and says why" test $rc -eq 2 -a -n "$(grep 'seed wants a number' "$T/err")"
+done
+"$KOE" synth --speed 9 --out "$T/s.wav" hi 2>"$T/err"
+rc=$?
+check "--speed 9 exits 2 and says why" test $rc -eq 2 -a -n "$(grep 'speed wants 0.25 to 4.0' "$T/err")"
 exit $((fails > 0))
