@@ -32,17 +32,16 @@ check() { local what=$1; shift; if "$@"; then echo "ok   $what"; else echo "FAIL
 
 # serve_port LOG PID [POLLS [READY]]: prints the port koe serve says in LOG it listens on, once LOG
 # also has the line READY (default "koe: ready"; "" waits for the port alone). Polls every 50 ms,
-# POLLS times at the most (default 600), and stops early if PID has ended; then it prints what the
-# log said by that time (the port, or nothing).
+# POLLS times at the most (default 600), and stops early if PID has ended; prints nothing unless
+# both came (a server that listens but never gets ready, or dies warming up, has no port to use).
 serve_port() {
     local log=$1 pid=$2 polls=${3:-600} ready=${4-koe: ready} port=
     for _ in $(seq "$polls"); do
         port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$log")
-        [ -n "$port" ] && { [ -z "$ready" ] || grep -q "$ready" "$log"; } && break
+        [ -n "$port" ] && { [ -z "$ready" ] || grep -q "$ready" "$log"; } && { echo "$port"; return; }
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
-    echo "$port"
 }
 
 # start NAME ARGS...: koe serve --port 0 (the port it reports: a port probed free beforehand can be
