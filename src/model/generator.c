@@ -112,25 +112,35 @@ static int cap_bf16(int p) {
     return p > KOE_CONV_BF16 ? KOE_CONV_BF16 : p;
 }
 
-static koe_conv *load_wn_conv(loader *ld, const char *name, int cin, int cout, int k, int pad,
-                              int dil, int prec) {
+/* name.weight_v [d0, d1, k] and name.weight_g [d0, 1, 1] folded into one weight (malloc'd; the
+ * norm is over dim 0: output channels for Conv1d, input channels for ConvTranspose1d), and
+ * name.bias [nb] in *bias. NULL (ld->failed set) on a missing tensor or no memory. */
+static float *fetch_wn(loader *ld, const char *name, int d0, int d1, int k, int nb,
+                       const float **bias) {
     char nm[128];
-    int64_t sv[3] = {cout, cin, k}, sg[3] = {cout, 1, 1}, sb[1] = {cout};
+    int64_t sv[3] = {d0, d1, k}, sg[3] = {d0, 1, 1}, sb[1] = {nb};
     snprintf(nm, sizeof nm, "%s.weight_v", name);
     const float *v = fetch(ld, nm, 3, sv, 0);
     snprintf(nm, sizeof nm, "%s.weight_g", name);
     const float *g = fetch(ld, nm, 3, sg, 0);
     snprintf(nm, sizeof nm, "%s.bias", name);
-    const float *b = fetch(ld, nm, 1, sb, 0);
+    *bias = fetch(ld, nm, 1, sb, 0);
     if (ld->failed) return NULL;
-    size_t n = (size_t)cout * cin * k;
-    float *w = malloc(n * sizeof *w);
+    float *w = malloc((size_t)d0 * d1 * k * sizeof *w);
     if (!w) {
         ld->failed = 1;
         koe_error_set(ld->err, KOE_ERR_NOMEM, "out of memory folding %s", name);
         return NULL;
     }
-    koe_weight_norm(g, v, cout, (size_t)cin * k, w);
+    koe_weight_norm(g, v, d0, (size_t)d1 * k, w);
+    return w;
+}
+
+static koe_conv *load_wn_conv(loader *ld, const char *name, int cin, int cout, int k, int pad,
+                              int dil, int prec) {
+    const float *b;
+    float *w = fetch_wn(ld, name, cout, cin, k, cout, &b);
+    if (!w) return NULL;
     koe_conv_desc d = {.cin = cin,
                        .cout = cout,
                        .k = k,
@@ -204,24 +214,12 @@ static void free_resblock(resblock *rb) {
 }
 
 static koe_convt *load_ups(loader *ld, int i, int cin, int cout, int k, int stride) {
-    char nm[64];
-    int64_t sv[3] = {cin, cout, k}, sg[3] = {cin, 1, 1}, sb[1] = {cout};
-    snprintf(nm, sizeof nm, "ups.%d.weight_v", i);
-    const float *v = fetch(ld, nm, 3, sv, 0);
-    snprintf(nm, sizeof nm, "ups.%d.weight_g", i);
-    const float *g = fetch(ld, nm, 3, sg, 0);
-    snprintf(nm, sizeof nm, "ups.%d.bias", i);
-    const float *b = fetch(ld, nm, 1, sb, 0);
-    if (ld->failed) return NULL;
-    size_t n = (size_t)cin * cout * k;
-    float *w = malloc(n * sizeof *w);
-    if (!w) {
-        ld->failed = 1;
-        koe_error_set(ld->err, KOE_ERR_NOMEM, "out of memory folding ups.%d", i);
-        return NULL;
-    }
+    char name[32];
+    snprintf(name, sizeof name, "ups.%d", i);
+    const float *b;
     /* ConvTranspose1d weight norm is per input channel (dim 0 of [cin, cout, k]). */
-    koe_weight_norm(g, v, cin, (size_t)cout * k, w);
+    float *w = fetch_wn(ld, name, cin, cout, k, cout, &b);
+    if (!w) return NULL;
     koe_convt_desc d = {.cin = cin,
                         .cout = cout,
                         .k = k,
