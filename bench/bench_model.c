@@ -72,8 +72,8 @@ int main(int argc, char **argv) {
             if ((n_len = bench_parse_list(argv[++i], lengths, 8, 1, 510)) < 1)
                 return fprintf(stderr, "bench_model: bad --tokens\n"), 2;
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            if ((n_thr = bench_parse_list(argv[++i], threads_list, 8, 1, 510)) < 1)
-                return fprintf(stderr, "bench_model: bad --threads\n"), 2;
+            if ((n_thr = bench_parse_list(argv[++i], threads_list, 8, 1, 64)) < 1)
+                return fprintf(stderr, "bench_model: bad --threads (1 to 64 each)\n"), 2;
         } else if (positional == 0 && argv[i][0] != '-') {
             runs = atoi(argv[i]);
             positional++;
