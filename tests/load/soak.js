@@ -184,9 +184,12 @@ const pct = (xs, p) => {
 const r1 = (x) => (x == null ? null : Number(x.toFixed(1)));
 const r3 = (x) => (x == null ? null : Number(x.toFixed(3)));
 
+// The measured streams (pcm, answered right) of [lo, hi): what the window figures are over.
+const pcmIn = (lo, hi) => records.filter((r) => r.t >= lo && r.t < hi && r.kind === "pcm" && r.ok);
+
 function windowStats(lo, hi) {
     const rs = records.filter((r) => r.t >= lo && r.t < hi);
-    const pcm = rs.filter((r) => r.kind === "pcm" && r.ok);
+    const pcm = pcmIn(lo, hi);
     const ttfa = pcm.map((r) => r.ttfa), rtf = pcm.map((r) => r.rtf);
     const rss = rssSamples.filter((s) => s.t >= lo && s.t < hi).map((s) => s.kb);
     return { from_s: lo, to_s: hi, requests: rs.length, pcm_streams: pcm.length,
@@ -226,9 +229,8 @@ const rssSamples = [];
         rtf_p50: drift(first.rtf.p50, last.rtf.p50), rss_max: drift(first.rss_mb && first.rss_mb.max, last.rss_mb && last.rss_mb.max) };
     // How far the drift itself can move by chance: a bootstrap (2000 resamples of each window's
     // streams, fixed seed) gives its 95 % interval. Information only; the verdict uses the drift.
-    const winPcm = (w) => records.filter((r) => r.t >= w.from_s && r.t < w.to_s && r.kind === "pcm" && r.ok);
     const interval = (key, p) => {
-        const a = winPcm(first).map((r) => r[key]), b = winPcm(last).map((r) => r[key]);
+        const a = pcmIn(first.from_s, first.to_s).map((r) => r[key]), b = pcmIn(last.from_s, last.to_s).map((r) => r[key]);
         if (!a.length || !b.length) return null;
         const rnd = lcg(12345), pick = (xs) => xs.map(() => xs[rnd(xs.length)]);
         const ds = [];
