@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int passed, failed;
 static const char *current = "main";
@@ -21,7 +22,28 @@ void kt_check(int ok, const char *file, int line, const char *fmt, ...) {
     fputc('\n', stderr);
 }
 
+static int ran;
+
+/* KT_ONLY=name,name runs only those subtests: e.g. one slow subtest under valgrind, the others
+ * in a second process beside it. */
+static int selected(const char *name) {
+    const char *only = getenv("KT_ONLY");
+    if (!only || !*only) return 1;
+    size_t n = strlen(name);
+    for (const char *p = only; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && !strncmp(p, name, n)) return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 void kt_run(const char *name, void (*fn)(void)) {
+    if (!selected(name)) {
+        fprintf(stderr, "skip %s (not in KT_ONLY)\n", name);
+        return;
+    }
+    ran++;
     int before = failed;
     current = name;
     fn();
@@ -30,6 +52,10 @@ void kt_run(const char *name, void (*fn)(void)) {
 }
 
 int kt_finish(void) {
+    if (!ran && getenv("KT_ONLY")) {
+        fprintf(stderr, "FAIL KT_ONLY=%s names no subtest of this program\n", getenv("KT_ONLY"));
+        failed++;
+    }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

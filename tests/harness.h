@@ -7,7 +7,8 @@
 
 void kt_check(int ok, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Runs one named test function; failures inside it are attributed to the name. */
+/* Runs one named test function; failures inside it are attributed to the name. With KT_ONLY
+ * set (comma-separated names) only the listed ones run; a KT_ONLY matching none fails. */
 void kt_run(const char *name, void (*fn)(void));
 /* Prints the summary line and returns the process exit status (0 when nothing failed). */
 int kt_finish(void);

@@ -60,6 +60,8 @@ struct koe_server {
     pthread_mutex_t mu;
     uint64_t next_id;
     int active_streams, in_flight;
+    /* Speech has churned memory since the last malloc_trim: trim once nothing is in flight. */
+    int trim_pending;
     status_count statuses[32];
     uint64_t requests;
     uint64_t ttfa_bucket[NBUCKETS + 1];
@@ -499,8 +501,22 @@ static enum MHD_Result handle_ttfa(request *r, struct MHD_Connection *c) {
     return send_json(r, c, 200, ttfa_json(r->s));
 }
 
+static void trim_heap(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
     koe_server *s = r->s;
+    /* A scrape that is the only request in flight trims first what the last speech left: the
+     * speech may have ended while an earlier scrape was in flight, which skipped the trim, and
+     * this way a scrape that reports koe_requests_in_flight 1 reports RSS after the trim. */
+    pthread_mutex_lock(&s->mu);
+    int trim = s->in_flight == 1 && s->trim_pending;
+    if (trim) s->trim_pending = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (trim) trim_heap();
     koe_pipeline_stats ps;
     koe_pipeline_get_stats(s->pipe, &ps);
     koe_buf b = {0};
@@ -522,7 +538,7 @@ static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
     koe_buf_printf(&b, "koe_ttfa_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
     koe_buf_printf(&b, "koe_ttfa_seconds_sum %.6f\nkoe_ttfa_seconds_count %llu\n", s->ttfa_sum,
                    (unsigned long long)s->ttfa_count);
-    int active = s->active_streams;
+    int active = s->active_streams, in_flight = s->in_flight;
     koe_buf_printf(&b,
                    "# HELP koe_client_disconnects_total Requests ended by the client going away.\n"
                    "# TYPE koe_client_disconnects_total counter\n"
@@ -534,6 +550,8 @@ static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
         &b,
         "# HELP koe_active_streams Speech responses being streamed.\n"
         "# TYPE koe_active_streams gauge\nkoe_active_streams %d\n"
+        "# HELP koe_requests_in_flight HTTP requests being handled, this scrape included.\n"
+        "# TYPE koe_requests_in_flight gauge\nkoe_requests_in_flight %d\n"
         "# HELP koe_queue_depth Jobs waiting for their first segment to start.\n"
         "# TYPE koe_queue_depth gauge\nkoe_queue_depth %d\n"
         "# HELP koe_jobs_running Jobs started and not finished (synthesizing or streaming).\n"
@@ -551,7 +569,7 @@ static enum MHD_Result handle_metrics(request *r, struct MHD_Connection *c) {
         "# HELP koe_real_time_factor Synthesis time / audio time over all jobs.\n"
         "# TYPE koe_real_time_factor gauge\nkoe_real_time_factor %.4f\n"
         "# HELP koe_ready 1 once warm-up is done.\n# TYPE koe_ready gauge\nkoe_ready %d\n",
-        active, ps.queued, ps.running, (unsigned long long)ps.jobs_done,
+        active, in_flight, ps.queued, ps.running, (unsigned long long)ps.jobs_done,
         (unsigned long long)ps.jobs_failed, (unsigned long long)ps.jobs_cancelled,
         (unsigned long long)ps.jobs_rejected, ps.audio_seconds, ps.synth_seconds,
         ps.audio_seconds > 0 ? ps.synth_seconds / ps.audio_seconds : 0, s->ready);
@@ -1232,7 +1250,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     audio_cache_release(s->acache, r->hit);
     pthread_mutex_lock(&s->mu);
     s->in_flight--;
-    int idle = s->in_flight == 0;
+    if (r->is_speech) s->trim_pending = 1;
+    int trim = s->in_flight == 0 && s->trim_pending;
+    if (trim) s->trim_pending = 0;
     if (timed_out)
         s->client_timeouts++;
     else if (client_gone)
@@ -1276,19 +1296,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                     : client_gone     ? "client_gone"
                     : daemon_stopping ? "shutdown"
                                       : "complete");
-    int speech = r->is_speech;
     koe_buf_free(&r->body);
     koe_buf_free(&r->key);
     koe_buf_free(&r->collect);
     free(r->first);
     free(r);
     *con_cls = NULL;
-#ifdef __GLIBC__
     /* The last request in flight is done: give freed memory back to the system, so that RSS
      * returns to its idle level after load (docs/RELIABILITY.md measures the difference). Only
      * after speech, which is what churns memory, so that scrapes of /metrics cost nothing. */
-    if (idle && speech) malloc_trim(0);
-#endif
+    if (trim) trim_heap();
 }
 
 koe_server *koe_server_start(const koe_server_opts *opts, koe_pipeline *pipeline, koe_error *err) {

@@ -141,11 +141,14 @@ function metrics() {
         }, () => resolve(null));
     });
 }
-// Idle: no job running or waiting and no stream open (polled, never a fixed sleep).
+// Idle: no job running or waiting, no stream open and no request in flight but this scrape, which
+// the server answers only after giving the last speech's freed memory back (polled, never a fixed
+// sleep): RSS read then is the idle RSS, not a moment before the trim.
 async function idle() {
     for (let i = 0; i < 3000; i++) {
         const m = await metrics();
-        if (m && m.koe_jobs_running === 0 && m.koe_queue_depth === 0 && m.koe_active_streams === 0) return m;
+        if (m && m.koe_jobs_running === 0 && m.koe_queue_depth === 0 && m.koe_active_streams === 0 &&
+            m.koe_requests_in_flight === 1) return m;
         await new Promise((r) => setTimeout(r, 20));
     }
     return null;

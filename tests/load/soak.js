@@ -170,7 +170,8 @@ function metrics() {
 async function idle() {
     for (let i = 0; i < 3000; i++) {
         const m = await metrics();
-        if (m && m.koe_jobs_running === 0 && m.koe_queue_depth === 0 && m.koe_active_streams === 0) return m;
+        if (m && m.koe_jobs_running === 0 && m.koe_queue_depth === 0 && m.koe_active_streams === 0 &&
+            m.koe_requests_in_flight === 1) return m;
         await sleep(20);
     }
     return null;
