@@ -170,7 +170,64 @@ static void test_queue_left_out(void) {
     KT_CHECK(koe_opt_propose(s, n, 14, NULL, &B, NULL, NULL, 0) == 14, "kept");
 }
 
+/* n1 later segments on one core costing rho1 s per audio s, nk on k cores costing rhok */
+static size_t fill_tasks(koe_opt_task *t, size_t n1, double rho1, size_t nk, int k, double rhok) {
+    size_t n = 0;
+    for (size_t i = 0; i < n1 + nk; i++) { /* interleaved, as they come */
+        int one = (i % 2 == 0 && i / 2 < n1) || i / 2 >= nk;
+        double audio = 1.0 + 0.25 * (double)(i % 5);
+        t[n++] = (koe_opt_task){one ? 1 : k, (one ? rho1 : rhok) * audio, audio};
+    }
+    return n;
+}
+
+static void test_threads_by_efficiency(void) {
+    koe_opt_task t[64];
+    char why[240];
+    /* two cores nearly twice as fast (E = 0.2 / (2 x 0.11) = 0.91): every free core */
+    size_t n = fill_tasks(t, 10, 0.20, 10, 2, 0.11);
+    KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 2);
+    KT_CHECK(strstr(why, "later-threads 0 -> 2") != NULL, "reason: %s", why);
+    KT_EXPECT(koe_opt_threads(t, n, 2, 2, why, sizeof why) == 2 && why[0] == 0);
+    /* two cores hardly faster (E = 0.2 / (2 x 0.18) = 0.56): one core each, even alone */
+    n = fill_tasks(t, 10, 0.20, 10, 2, 0.18);
+    KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 1);
+    KT_CHECK(strstr(why, "efficiency 0.56") != NULL, "reason: %s", why);
+    KT_EXPECT(koe_opt_threads(t, n, 2, 2, why, sizeof why) == 1);
+    /* in between (E = 0.2 / (2 x 0.13) = 0.77): keep whatever it is */
+    n = fill_tasks(t, 10, 0.20, 10, 2, 0.13);
+    for (int cur = 0; cur <= 2; cur++)
+        KT_CHECK(koe_opt_threads(t, n, cur, 2, why, sizeof why) == cur, "cur %d", cur);
+    /* four cores: k is the most frequent count above one, and "wide" is all of them */
+    n = fill_tasks(t, 8, 0.40, 8, 4, 0.105);
+    KT_EXPECT(koe_opt_threads(t, n, 0, 4, why, sizeof why) == 4);
+}
+
+static void test_threads_needs_figures(void) {
+    koe_opt_task t[64];
+    char why[240];
+    /* too few on either side: keep */
+    size_t n = fill_tasks(t, 10, 0.20, KOE_OPT_TASKS_MIN - 1, 2, 0.18);
+    KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 0 && why[0] == 0);
+    n = fill_tasks(t, KOE_OPT_TASKS_MIN - 1, 0.20, 10, 2, 0.18);
+    KT_EXPECT(koe_opt_threads(t, n, 2, 2, why, sizeof why) == 2 && why[0] == 0);
+    /* one core: nothing to decide */
+    n = fill_tasks(t, 10, 0.20, 10, 2, 0.18);
+    KT_EXPECT(koe_opt_threads(t, n, 0, 1, why, sizeof why) == 0);
+    /* at 1 with the multi-core figures aged out: back to the default to measure again */
+    n = fill_tasks(t, 20, 0.20, 2, 2, 0.18);
+    KT_EXPECT(koe_opt_threads(t, n, 1, 2, why, sizeof why) == 0);
+    KT_CHECK(strstr(why, "1 -> 0") != NULL, "reason: %s", why);
+    /* unusable figures (no audio, no time) do not count */
+    n = fill_tasks(t, 10, 0.20, 10, 2, 0.11);
+    for (size_t i = 0; i < n; i++)
+        if (t[i].threads == 2) t[i].audio = 0;
+    KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 0);
+}
+
 int main(void) {
+    kt_run("threads by parallel efficiency", test_threads_by_efficiency);
+    kt_run("threads need figures", test_threads_needs_figures);
     kt_run("the queue is left out", test_queue_left_out);
     kt_run("the segment ramp", test_ramp);
     kt_run("starved streams raise it", test_starved_streams_raise);

@@ -114,16 +114,25 @@ static void test_simulated_worker(void) {
 }
 
 static void test_threads(void) {
+    /* default policy (later_threads 0) */
     /* alone: everything free goes to it, first task or not */
-    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 2, 1, 2) == 2);
-    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 2, 1, 2) == 2);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 2, 1, 2, 0) == 2);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 2, 1, 2, 0) == 2);
     /* a first task takes what is free even when others run; later segments then take one */
-    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 3, 4, 8) == 3);
-    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 3, 4, 8) == 1);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 3, 4, 8, 0) == 3);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 3, 4, 8, 0) == 1);
     /* never more than the most a task may use, never less than one */
-    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 8, 1, 4) == 4);
-    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 8, 1, 1) == 1);
-    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 0, 3, 4) == 1);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 8, 1, 4, 0) == 4);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 8, 1, 1, 0) == 1);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 0, 3, 4, 0) == 1);
+    /* the optimizer's later_threads: up to that many free cores for a later segment, whatever
+     * the number of jobs; first tasks are not affected */
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 2, 4, 2, 2) == 2);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 1, 4, 2, 2) == 1);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 4, 3, 8, 3) == 3);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 4, 3, 2, 3) == 2);
+    KT_EXPECT(koe_sched_threads(KOE_TASK_LATER, 2, 1, 2, 1) == 1); /* alone, but narrow */
+    KT_EXPECT(koe_sched_threads(KOE_TASK_FIRST, 2, 4, 2, 1) == 2);
 }
 
 /* Lateness as a player starting at the first byte hears it. */

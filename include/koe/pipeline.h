@@ -60,6 +60,10 @@ typedef struct koe_pipeline_opts {
      * requests' first-segment figures so that streams do not run dry after their first segment
      * and TTFA meets ttfa_target; it never blocks a request. Every decision is kept
      * (koe_pipeline_get_decisions) and passed to log. */
+    int later_threads;      /* most cores a later segment may take: 0 = all free ones when
+                               its job is the only one, else one; n = up to n whatever the
+                               jobs. The optimizer moves it between 1 and the cores by the
+                               parallel efficiency it measures on later segments */
     int optimize;           /* non-zero: on */
     double ttfa_target;     /* seconds; 0 = 0.15 */
     int optimize_period_ms; /* how often it looks; 0 = 2000 */
@@ -84,6 +88,7 @@ typedef struct koe_pipeline_decision {
     double at; /* seconds since the pipeline started */
     int first_segment_max_from, first_segment_max_to;
     double segment_ramp_from, segment_ramp_to; /* equal when only the length changed */
+    int later_threads_from, later_threads_to;  /* equal when the threads did not change */
     char reason[240];
 } koe_pipeline_decision;
 /* The optimizer's latest decisions (at most 16 kept), oldest first; returns how many. */

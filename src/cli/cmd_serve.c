@@ -81,6 +81,9 @@ static const flag flags[] = {
     {"express-workers", "KOE_EXPRESS_WORKERS", "1",
      "workers for first segments only, which pause running later segments to take every core "
      "(0 = none)"},
+    {"later-threads", "KOE_LATER_THREADS", "0",
+     "most cores a later segment may take (0 = all free ones for a lone stream, else 1); the "
+     "optimizer moves it by measured parallel efficiency"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 enum { F_RANDOM = 5 }; /* the one flag whose value is optional */
@@ -206,7 +209,7 @@ int koe_cmd_serve(int argc, char **argv) {
     }
     long port, workers, threads, max_queue, max_body, max_input, timeout, max_conn, max_ip, target,
         first_max, normalize, drain, warmup, audio_mb, phoneme_mb, first_min, lookahead, optimize,
-        max_active, express;
+        max_active, express, later_threads;
     if (parse_int("port", val[1], 0, 65535, &port) ||
         parse_int("workers", val[6], 0, 64, &workers) ||
         parse_int("threads", val[7], 0, 64, &threads) ||
@@ -223,6 +226,7 @@ int koe_cmd_serve(int argc, char **argv) {
         parse_int("max-active", val[26], 0, 100000, &max_active) ||
         parse_int("optimize", val[27], 0, 1, &optimize) ||
         parse_int("express-workers", val[28], 0, 8, &express) ||
+        parse_int("later-threads", val[29], 0, 64, &later_threads) ||
         parse_int("normalize", val[17], 0, 1, &normalize) ||
         parse_int("drain", val[18], 0, 3600, &drain) ||
         parse_int("warmup", val[19], 0, 1, &warmup) ||
@@ -278,6 +282,7 @@ int koe_cmd_serve(int argc, char **argv) {
                             .lookahead = (int)lookahead,
                             .max_active = (int)max_active,
                             .express_workers = express ? (int)express : -1,
+                            .later_threads = (int)later_threads,
                             .first_segment_max = (int)first_max,
                             .first_segment_min = (int)first_min,
                             .segment_ramp = ramp,

@@ -101,3 +101,48 @@ int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, double *ramp,
                  t50 * 1e3, b->target * 1e3, k, r * 1e3, o * 1e3, cur, next);
     return next;
 }
+
+int koe_opt_threads(const koe_opt_task *t, size_t n, int cur, int cores, char *reason,
+                    size_t reason_cap) {
+    if (reason && reason_cap) reason[0] = 0;
+    if (cores < 2) return cur;
+    /* the most frequent thread count above one */
+    int count[65] = {0}, k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].threads >= 2 && t[i].threads <= 64 && t[i].audio > 0 && t[i].synth > 0)
+            count[t[i].threads]++;
+    for (int c = 2; c <= 64; c++)
+        if (count[c] > (k ? count[k] : 0)) k = c;
+    if (!k || count[k] < KOE_OPT_TASKS_MIN) {
+        /* one core each leaves no figures on more cores: once the last of them have aged out of
+         * the window, back to the default policy, which gives a lone stream every core, so that
+         * the efficiency is measured again (a bounded, logged exploration) */
+        if (cur != 1) return cur;
+        if (reason && reason_cap)
+            snprintf(reason, reason_cap,
+                     "fewer than %d recent later segments ran on more than one core: "
+                     "later-threads 1 -> 0 (default policy) to measure the efficiency again",
+                     KOE_OPT_TASKS_MIN);
+        return 0;
+    }
+    double r1[64], rk[64];
+    size_t n1 = 0, nk = 0;
+    for (size_t i = n; i-- > 0;) { /* the most recent 64 of each */
+        if (!(t[i].audio > 0) || !(t[i].synth > 0)) continue;
+        double rho = t[i].synth / t[i].audio;
+        if (t[i].threads == 1 && n1 < 64) r1[n1++] = rho;
+        if (t[i].threads == k && nk < 64) rk[nk++] = rho;
+    }
+    if (n1 < KOE_OPT_TASKS_MIN || nk < KOE_OPT_TASKS_MIN) return cur;
+    double rho1 = koe_median(r1, n1), rhok = koe_median(rk, nk);
+    double e = rho1 / (k * rhok);
+    int next = e >= 0.85 ? cores : e < 0.70 ? 1 : cur;
+    if (next == cur) return cur;
+    if (reason && reason_cap)
+        snprintf(reason, reason_cap,
+                 "later segments synthesize in %.3f of their audio's length on 1 core (%zu) and "
+                 "%.3f on %d (%zu): parallel efficiency %.2f, so later-threads %d -> %d (0 = "
+                 "all free cores for a lone stream, else 1)",
+                 rho1, n1, rhok, k, nk, e, cur, next);
+    return next;
+}

@@ -59,4 +59,32 @@ typedef struct koe_opt_state {
 int koe_opt_propose(const koe_opt_sample *s, size_t n, int cur, double *ramp,
                     const koe_opt_bounds *b, koe_opt_state *st, char *reason, size_t reason_cap);
 
+/* One later segment's synthesis, for the threads decision. */
+typedef struct koe_opt_task {
+    int threads;  /* cores it ran on */
+    double synth; /* seconds on its worker, time paused for first segments left out */
+    double audio; /* seconds of audio it gave */
+} koe_opt_task;
+
+#define KOE_OPT_TASKS_MIN 6 /* later segments per thread count before their figures count */
+
+/* The most cores a later segment may take (`cur`: 0 = the default policy, all free cores when
+ * its job is the only one, else one; n >= 1 = up to n of the free ones whatever the number of
+ * jobs), from how well the engine uses several cores on this machine under this load:
+ * with rho_1 = the median synthesis time over audio length of the later segments that ran on one
+ * core, and rho_k that of those on k cores (k the most frequent count above 1), the parallel
+ * efficiency is E = rho_1 / (k x rho_k): at E = 1 a segment on k cores costs the machine what k
+ * segments side by side on one core each do, and is ready k times sooner. So:
+ *   E >= 0.85 -> `cores`: every later segment takes all free cores (sooner at little cost;
+ *                fewer late segments while several streams share the machine);
+ *   E <  0.70 -> 1: one core each, also for a lone stream, whose next segments then run side by
+ *                side (more audio per second when the engine scales badly, e.g. memory-bound);
+ *   else keep. Needs KOE_OPT_TASKS_MIN samples of both; without them it keeps `cur` (a policy of
+ * one core under steady load gives no k-core figures to compare with: it then stays), except
+ * that at 1, once fewer than KOE_OPT_TASKS_MIN k-core figures are left in the window, it goes
+ * back to 0 so that they are measured again. Returns the proposal; reason (may be NULL)
+ * receives a short explanation when it differs. */
+int koe_opt_threads(const koe_opt_task *t, size_t n, int cur, int cores, char *reason,
+                    size_t reason_cap);
+
 #endif

@@ -101,6 +101,9 @@ struct koe_pipeline {
     koe_opt_sample samples[64];
     size_t nsamples, new_samples;
     koe_opt_state opt_state;
+    int later_threads;      /* the cores a later segment may take (0 = default policy) */
+    koe_opt_task tasks[64]; /* the last later segments' synthesis, for the threads decision */
+    size_t ntasks, new_tasks;
     koe_pipeline_decision decisions[16];
     int ndecisions;
     double t_start;
@@ -456,7 +459,8 @@ static int pick_task(koe_pipeline *p, int express, task *t) {
     best->in_flight++;
     p->stats.segments_running++;
     int threads = express ? p->opts.threads
-                          : koe_sched_threads(bk, free_cores, p->unfinished, p->opts.threads);
+                          : koe_sched_threads(bk, free_cores, p->unfinished, p->opts.threads,
+                                              p->later_threads);
     if (express)
         atomic_fetch_add(&p->express_running, 1);
     else
@@ -582,7 +586,21 @@ static int run_front_end(koe_pipeline *p, koe_job *j, koe_error *err) {
     return 0;
 }
 
-static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe_error *werr) {
+/* Under p->mu: one later segment's figures for the threads decision. */
+static void record_task(koe_pipeline *p, int threads, double synth, double audio) {
+    size_t cap = sizeof p->tasks / sizeof p->tasks[0];
+    if (p->ntasks == cap) {
+        memmove(p->tasks, p->tasks + 1, (cap - 1) * sizeof *p->tasks);
+        p->ntasks--;
+    }
+    p->tasks[p->ntasks++] = (koe_opt_task){threads, synth, audio};
+    p->new_tasks++;
+}
+
+/* paused: the seconds the worker's task has waited for first segments so far (its yield hook
+ * adds to it), left out of the task's synthesis time. */
+static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe_error *werr,
+                     const double *paused) {
     koe_job *j = t->job;
     koe_error err = {0};
     double t0 = now_s();
@@ -645,7 +663,11 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
         j->sched_seconds += real - s->seconds;
         s->seconds = real;
         s->t_done = now_s() - j->t_submit;
-        if (i == 0) j->times.first_synth = s->t_done;
+        if (i == 0)
+            j->times.first_synth = s->t_done;
+        else if (p->backend->set_threads && s->n)
+            record_task(p, t->threads, now_s() - t0 - *paused,
+                        (double)s->n / p->backend->sample_rate);
         j->times.segments_done++;
         pthread_cond_broadcast(&j->can_read);
     }
@@ -656,7 +678,27 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
 
 /* ------------------------------------------------------------------ the optimizer */
 
-#define OPT_MIN_NEW 8 /* requests between two decisions */
+#define OPT_MIN_NEW   8  /* requests between two decisions on the first segment */
+#define OPT_MIN_TASKS 16 /* later segments between two decisions on threads */
+
+/* Under p->mu: keeps a decision (the last 16) and logs it as one JSON line. */
+static void add_decision(koe_pipeline *p, const koe_pipeline_decision *d, const char *what,
+                         double from, double to) {
+    int cap = (int)(sizeof p->decisions / sizeof p->decisions[0]);
+    if (p->ndecisions == cap) {
+        memmove(p->decisions, p->decisions + 1, (size_t)(cap - 1) * sizeof *p->decisions);
+        p->ndecisions--;
+    }
+    p->decisions[p->ndecisions++] = *d;
+    if (p->opts.log) {
+        char line[512];
+        snprintf(line, sizeof line,
+                 "{\"optimizer\":\"%s\",\"from\":%.4g,\"to\":%.4g,\"at_s\":%.1f,"
+                 "\"reason\":\"%s\"}",
+                 what, from, to, d->at, d->reason);
+        p->opts.log(p->opts.log_user, line);
+    }
+}
 
 static void *optimizer_main(void *arg) {
     koe_pipeline *p = arg;
@@ -669,6 +711,8 @@ static void *optimizer_main(void *arg) {
                               .deadband = 0.1,
                               .ramp_lo = 1.25,
                               .ramp_hi = p->opts.segment_ramp};
+    /* threads matter only to a backend that can use several */
+    const int tune_threads = p->backend->set_threads && p->opts.threads > 1;
     pthread_mutex_lock(&p->mu);
     while (!p->stopping) {
         struct timespec until;
@@ -678,45 +722,55 @@ static void *optimizer_main(void *arg) {
         until.tv_nsec += (ms % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&p->opt_wake, &p->mu, &until);
-        if (p->stopping || p->new_samples < OPT_MIN_NEW) continue;
+        if (p->stopping) break;
+        int look_len = p->new_samples >= OPT_MIN_NEW;
+        int look_threads = tune_threads && p->new_tasks >= OPT_MIN_TASKS;
+        if (!look_len && !look_threads) continue;
         /* the figures of the last requests only: older ones were cut at another length */
         size_t n = p->new_samples < p->nsamples ? p->new_samples : p->nsamples;
         koe_opt_sample s[64];
         memcpy(s, p->samples + p->nsamples - n, n * sizeof *s);
-        int cur = p->first_max;
+        size_t nt = p->ntasks;
+        koe_opt_task tasks[64];
+        memcpy(tasks, p->tasks, nt * sizeof *tasks);
+        int cur = p->first_max, lt_was = p->later_threads;
         double ramp_was = p->ramp, ramp = ramp_was;
         pthread_mutex_unlock(&p->mu);
-        char reason[240];
+        char reason[240] = "", treason[240] = "";
         koe_opt_state st = p->opt_state; /* only this thread writes it */
-        int next = koe_opt_propose(s, n, cur, p->opts.segment_ramp > 1.25 ? &ramp : NULL, &b, &st,
+        int next = cur, lt = lt_was;
+        if (look_len)
+            next = koe_opt_propose(s, n, cur, p->opts.segment_ramp > 1.25 ? &ramp : NULL, &b, &st,
                                    reason, sizeof reason);
+        if (look_threads)
+            lt = koe_opt_threads(tasks, nt, lt_was, p->opts.threads, treason, sizeof treason);
         pthread_mutex_lock(&p->mu);
-        p->opt_state = st;
-        p->new_samples = 0;
-        if (next == cur && ramp == ramp_was) continue;
-        p->first_max = next;
-        p->ramp = ramp;
+        if (look_len) {
+            p->opt_state = st;
+            p->new_samples = 0;
+        }
+        if (look_threads) p->new_tasks = 0;
         koe_pipeline_decision d = {.at = now_s() - p->t_start,
                                    .first_segment_max_from = cur,
                                    .first_segment_max_to = next,
                                    .segment_ramp_from = ramp_was,
-                                   .segment_ramp_to = ramp};
-        snprintf(d.reason, sizeof d.reason, "%s", reason);
-        int cap = (int)(sizeof p->decisions / sizeof p->decisions[0]);
-        if (p->ndecisions == cap) {
-            memmove(p->decisions, p->decisions + 1, (size_t)(cap - 1) * sizeof *p->decisions);
-            p->ndecisions--;
+                                   .segment_ramp_to = ramp,
+                                   .later_threads_from = lt_was,
+                                   .later_threads_to = lt_was};
+        if (next != cur || ramp != ramp_was) {
+            p->first_max = next;
+            p->ramp = ramp;
+            snprintf(d.reason, sizeof d.reason, "%s", reason);
+            add_decision(p, &d, next != cur ? "first_segment_max" : "segment_ramp",
+                         next != cur ? (double)cur : ramp_was, next != cur ? (double)next : ramp);
         }
-        p->decisions[p->ndecisions++] = d;
-        if (p->opts.log) {
-            char line[512];
-            snprintf(line, sizeof line,
-                     "{\"optimizer\":\"%s\",\"from\":%.4g,\"to\":%.4g,\"at_s\":%.1f,"
-                     "\"reason\":\"%s\"}",
-                     next != cur ? "first_segment_max" : "segment_ramp",
-                     next != cur ? (double)cur : ramp_was, next != cur ? (double)next : ramp, d.at,
-                     d.reason);
-            p->opts.log(p->opts.log_user, line);
+        if (lt != lt_was) {
+            p->later_threads = lt;
+            d.first_segment_max_from = d.first_segment_max_to = next;
+            d.segment_ramp_from = d.segment_ramp_to = ramp;
+            d.later_threads_to = lt;
+            snprintf(d.reason, sizeof d.reason, "%s", treason);
+            add_decision(p, &d, "later_threads", lt_was, lt);
         }
     }
     pthread_mutex_unlock(&p->mu);
@@ -735,6 +789,7 @@ typedef struct worker_arg {
     koe_pipeline *p;
     int express;
     int running_later; /* the worker's own thread only */
+    double paused;     /* seconds its current task waited in yield_to_first (own thread only) */
 } worker_arg;
 
 /* A regular worker's backend calls this between two kernels: while it runs a later segment and
@@ -744,10 +799,12 @@ static void yield_to_first(void *user) {
     worker_arg *w = user;
     koe_pipeline *p = w->p;
     if (!w->running_later || atomic_load(&p->express_running) == 0) return;
+    double t0 = now_s();
     pthread_mutex_lock(&p->mu);
     while (atomic_load(&p->express_running) > 0 && !p->stopping)
         pthread_cond_wait(&p->resume, &p->mu);
     pthread_mutex_unlock(&p->mu);
+    w->paused += now_s() - t0;
 }
 
 static void *worker_main(void *arg) {
@@ -765,7 +822,8 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&p->mu);
         if (!got) break;
         w->running_later = t.seg >= 0;
-        run_task(p, bw, &t, &err);
+        w->paused = 0;
+        run_task(p, bw, &t, &err, &w->paused);
     }
     free(w);
     if (bw) p->backend->worker_free(bw);
@@ -803,8 +861,11 @@ koe_pipeline *koe_pipeline_new(const koe_pipeline_opts *opts, koe_error *err) {
     if (p->opts.segment_ramp == 0) p->opts.segment_ramp = 2.0;
     if (!(p->opts.ttfa_target > 0)) p->opts.ttfa_target = 0.15;
     if (p->opts.optimize_period_ms <= 0) p->opts.optimize_period_ms = 2000;
+    if (p->opts.later_threads < 0) p->opts.later_threads = 0;
+    if (p->opts.later_threads > p->opts.threads) p->opts.later_threads = p->opts.threads;
     p->first_max = p->opts.first_segment_max;
     p->ramp = p->opts.segment_ramp;
+    p->later_threads = p->opts.later_threads;
     p->t_start = now_s();
     atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->mu, NULL);
@@ -910,6 +971,7 @@ void koe_pipeline_get_opts(koe_pipeline *p, koe_pipeline_opts *o) {
     *o = p->opts;
     o->first_segment_max = p->first_max;
     o->segment_ramp = p->ramp;
+    o->later_threads = p->later_threads;
     pthread_mutex_unlock(&p->mu);
 }
 const char *koe_pipeline_precision(const koe_pipeline *p) {

@@ -18,8 +18,12 @@ int koe_sched_before(const koe_sched_entry *a, koe_task_kind ka, const koe_sched
     return a->t_submit < b->t_submit;
 }
 
-int koe_sched_threads(koe_task_kind kind, int free_cores, int jobs_unfinished, int max_threads) {
-    int n = kind == KOE_TASK_FIRST || jobs_unfinished <= 1 ? free_cores : 1;
+int koe_sched_threads(koe_task_kind kind, int free_cores, int jobs_unfinished, int max_threads,
+                      int later_threads) {
+    int n = kind == KOE_TASK_FIRST ? free_cores
+            : later_threads > 0    ? (later_threads < free_cores ? later_threads : free_cores)
+            : jobs_unfinished <= 1 ? free_cores
+                                   : 1;
     if (n > max_threads) n = max_threads;
     return n < 1 ? 1 : n;
 }

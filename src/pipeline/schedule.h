@@ -28,9 +28,12 @@ int koe_sched_before(const koe_sched_entry *a, koe_task_kind ka, const koe_sched
                      koe_task_kind kb);
 
 /* Threads for a task about to start with free_cores (>= 1) of the budget free: all of them (up
- * to max_threads) for a first task, or when its job is the only one unfinished, so that one
- * listener gets the whole machine; else one, so that many listeners share it. */
-int koe_sched_threads(koe_task_kind kind, int free_cores, int jobs_unfinished, int max_threads);
+ * to max_threads) for a first task. For a later segment, with later_threads 0 (the default):
+ * all of them when its job is the only one unfinished, so that one listener gets the whole
+ * machine, else one, so that many listeners share it; with later_threads n >= 1 (the
+ * optimizer's, from measured parallel efficiency): up to n of them whatever the jobs. */
+int koe_sched_threads(koe_task_kind kind, int free_cores, int jobs_unfinished, int max_threads,
+                      int later_threads);
 
 /* A client that plays in real time from the first byte has heard audio_before seconds (pauses
  * included) by first_bytes + audio_before; a segment ready later than that, by more than

@@ -458,6 +458,7 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
     cJSON *opt = cJSON_AddObjectToObject(root, "optimizer");
     cJSON_AddBoolToObject(opt, "enabled", po.optimize);
     cJSON_AddNumberToObject(opt, "first_segment_max", po.first_segment_max);
+    cJSON_AddNumberToObject(opt, "later_threads", po.later_threads);
     cJSON_AddNumberToObject(opt, "target_ms", po.ttfa_target * 1000.0);
     koe_pipeline_decision dec[16];
     int nd = koe_pipeline_get_decisions(s->pipe, dec, 16);
@@ -469,6 +470,8 @@ static enum MHD_Result handle_status(request *r, struct MHD_Connection *c) {
         cJSON_AddNumberToObject(o, "to", dec[i].first_segment_max_to);
         cJSON_AddNumberToObject(o, "segment_ramp_from", dec[i].segment_ramp_from);
         cJSON_AddNumberToObject(o, "segment_ramp_to", dec[i].segment_ramp_to);
+        cJSON_AddNumberToObject(o, "later_threads_from", dec[i].later_threads_from);
+        cJSON_AddNumberToObject(o, "later_threads_to", dec[i].later_threads_to);
         cJSON_AddStringToObject(o, "reason", dec[i].reason);
         cJSON_AddItemToArray(da, o);
     }
