@@ -184,23 +184,30 @@ static size_t fill_tasks(koe_opt_task *t, size_t n1, double rho1, size_t nk, int
 static void test_threads_by_efficiency(void) {
     koe_opt_task t[64];
     char why[240];
-    /* two cores nearly twice as fast (E = 0.2 / (2 x 0.11) = 0.91): every free core */
-    size_t n = fill_tasks(t, 10, 0.20, 10, 2, 0.11);
-    KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 2);
-    KT_CHECK(strstr(why, "later-threads 0 -> 2") != NULL, "reason: %s", why);
-    KT_EXPECT(koe_opt_threads(t, n, 2, 2, why, sizeof why) == 2 && why[0] == 0);
     /* two cores hardly faster (E = 0.2 / (2 x 0.18) = 0.56): one core each, even alone */
-    n = fill_tasks(t, 10, 0.20, 10, 2, 0.18);
+    size_t n = fill_tasks(t, 10, 0.20, 10, 2, 0.18);
     KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 1);
     KT_CHECK(strstr(why, "efficiency 0.56") != NULL, "reason: %s", why);
+    KT_CHECK(strstr(why, "later-threads 0 -> 1") != NULL, "reason: %s", why);
+    KT_EXPECT(koe_opt_threads(t, n, 1, 2, why, sizeof why) == 1 && why[0] == 0);
+    /* a spread set by hand comes back too */
     KT_EXPECT(koe_opt_threads(t, n, 2, 2, why, sizeof why) == 1);
+    /* two cores nearly twice as fast (E = 0.2 / (2 x 0.11) = 0.91): the default policy (a lone
+     * stream spread, several streams one core each), never a spread for every stream */
+    n = fill_tasks(t, 10, 0.20, 10, 2, 0.11);
+    KT_EXPECT(koe_opt_threads(t, n, 1, 2, why, sizeof why) == 0);
+    KT_CHECK(strstr(why, "later-threads 1 -> 0") != NULL, "reason: %s", why);
+    KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 0 && why[0] == 0);
+    KT_EXPECT(koe_opt_threads(t, n, 2, 2, why, sizeof why) == 0);
     /* in between (E = 0.2 / (2 x 0.13) = 0.77): keep whatever it is */
     n = fill_tasks(t, 10, 0.20, 10, 2, 0.13);
     for (int cur = 0; cur <= 2; cur++)
         KT_CHECK(koe_opt_threads(t, n, cur, 2, why, sizeof why) == cur, "cur %d", cur);
-    /* four cores: k is the most frequent count above one, and "wide" is all of them */
-    n = fill_tasks(t, 8, 0.40, 8, 4, 0.105);
-    KT_EXPECT(koe_opt_threads(t, n, 0, 4, why, sizeof why) == 4);
+    /* four cores: k is the most frequent count above one (E = 0.4 / (4 x 0.16) = 0.63) */
+    n = fill_tasks(t, 8, 0.40, 8, 4, 0.16);
+    t[0].threads = 3; /* one on three cores does not make k 3 */
+    KT_EXPECT(koe_opt_threads(t, n, 0, 4, why, sizeof why) == 1);
+    KT_CHECK(strstr(why, "on 4 (") != NULL, "reason: %s", why);
 }
 
 static void test_threads_needs_figures(void) {
@@ -210,7 +217,7 @@ static void test_threads_needs_figures(void) {
     size_t n = fill_tasks(t, 10, 0.20, KOE_OPT_TASKS_MIN - 1, 2, 0.18);
     KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 0 && why[0] == 0);
     n = fill_tasks(t, KOE_OPT_TASKS_MIN - 1, 0.20, 10, 2, 0.18);
-    KT_EXPECT(koe_opt_threads(t, n, 2, 2, why, sizeof why) == 2 && why[0] == 0);
+    KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 0 && why[0] == 0);
     /* one core: nothing to decide */
     n = fill_tasks(t, 10, 0.20, 10, 2, 0.18);
     KT_EXPECT(koe_opt_threads(t, n, 0, 1, why, sizeof why) == 0);
@@ -219,7 +226,7 @@ static void test_threads_needs_figures(void) {
     KT_EXPECT(koe_opt_threads(t, n, 1, 2, why, sizeof why) == 0);
     KT_CHECK(strstr(why, "1 -> 0") != NULL, "reason: %s", why);
     /* unusable figures (no audio, no time) do not count */
-    n = fill_tasks(t, 10, 0.20, 10, 2, 0.11);
+    n = fill_tasks(t, 10, 0.20, 10, 2, 0.18);
     for (size_t i = 0; i < n; i++)
         if (t[i].threads == 2) t[i].audio = 0;
     KT_EXPECT(koe_opt_threads(t, n, 0, 2, why, sizeof why) == 0);

@@ -62,8 +62,8 @@ typedef struct koe_pipeline_opts {
      * (koe_pipeline_get_decisions) and passed to log. */
     int later_threads;      /* most cores a later segment may take: 0 = all free ones when
                                its job is the only one, else one; n = up to n whatever the
-                               jobs. The optimizer moves it between 1 and the cores by the
-                               parallel efficiency it measures on later segments */
+                               jobs. The optimizer sets 1 or 0 by the parallel efficiency it
+                               measures on later segments (see pipeline/optimizer.h) */
     int optimize;           /* non-zero: on */
     double ttfa_target;     /* seconds; 0 = 0.15 */
     int optimize_period_ms; /* how often it looks; 0 = 2000 */

@@ -136,13 +136,13 @@ int koe_opt_threads(const koe_opt_task *t, size_t n, int cur, int cores, char *r
     if (n1 < KOE_OPT_TASKS_MIN || nk < KOE_OPT_TASKS_MIN) return cur;
     double rho1 = koe_median(r1, n1), rhok = koe_median(rk, nk);
     double e = rho1 / (k * rhok);
-    int next = e >= 0.85 ? cores : e < 0.70 ? 1 : cur;
+    int next = e >= 0.85 ? 0 : e < 0.70 ? 1 : cur;
     if (next == cur) return cur;
     if (reason && reason_cap)
         snprintf(reason, reason_cap,
                  "later segments synthesize in %.3f of their audio's length on 1 core (%zu) and "
                  "%.3f on %d (%zu): parallel efficiency %.2f, so later-threads %d -> %d (0 = "
-                 "all free cores for a lone stream, else 1)",
+                 "every free core for a lone stream, 1 = one core each)",
                  rho1, n1, rhok, k, nk, e, cur, next);
     return next;
 }

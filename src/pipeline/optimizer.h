@@ -68,22 +68,24 @@ typedef struct koe_opt_task {
 
 #define KOE_OPT_TASKS_MIN 6 /* later segments per thread count before their figures count */
 
-/* The most cores a later segment may take (`cur`: 0 = the default policy, all free cores when
- * its job is the only one, else one; n >= 1 = up to n of the free ones whatever the number of
- * jobs), from how well the engine uses several cores on this machine under this load:
- * with rho_1 = the median synthesis time over audio length of the later segments that ran on one
- * core, and rho_k that of those on k cores (k the most frequent count above 1), the parallel
- * efficiency is E = rho_1 / (k x rho_k): at E = 1 a segment on k cores costs the machine what k
- * segments side by side on one core each do, and is ready k times sooner. So:
- *   E >= 0.85 -> `cores`: every later segment takes all free cores (sooner at little cost;
- *                fewer late segments while several streams share the machine);
- *   E <  0.70 -> 1: one core each, also for a lone stream, whose next segments then run side by
- *                side (more audio per second when the engine scales badly, e.g. memory-bound);
- *   else keep. Needs KOE_OPT_TASKS_MIN samples of both; without them it keeps `cur` (a policy of
- * one core under steady load gives no k-core figures to compare with: it then stays), except
- * that at 1, once fewer than KOE_OPT_TASKS_MIN k-core figures are left in the window, it goes
- * back to 0 so that they are measured again. Returns the proposal; reason (may be NULL)
- * receives a short explanation when it differs. */
+/* How many cores a later segment may take (`cur`: 0 = the default policy, every free core when
+ * its job is the only one, else one; 1 = one core each, also for a lone stream, whose next
+ * segments then run side by side; n >= 2, set by hand, = up to n whatever the jobs), from how
+ * well the engine uses several cores on this machine under this load: with rho_1 = the median
+ * synthesis time over audio length of the later segments that ran on one core, and rho_k that of
+ * those on k cores (k the most frequent count above 1), the parallel efficiency is
+ * E = rho_1 / (k x rho_k): at E = 1 a segment on k cores costs the machine what k segments side
+ * by side on one core each do, and is ready k times sooner. So:
+ *   E <  0.70 -> 1: segments side by side give more audio per second than one spread over the
+ *                cores (the engine scales badly here, e.g. memory-bound);
+ *   E >= 0.85 -> 0: spreading a lone stream's segment costs little and makes it ready sooner;
+ *   else keep. It never proposes n >= 2 (every later segment spread over the free cores even
+ * when streams share the machine): measured here (docs/PERFORMANCE.md) that cost 4 listeners
+ * 5-12 % of the audio per second and raised their TTFA p50 by 150-340 ms, first segments waiting
+ * for cores held by a spread later one, whatever E said. Needs KOE_OPT_TASKS_MIN samples of both;
+ * without them it keeps `cur`, except that at 1 (which gives no k-core figures), once fewer than
+ * KOE_OPT_TASKS_MIN are left in the window, it goes back to 0 so that they are measured again.
+ * Returns the proposal; reason (may be NULL) receives a short explanation when it differs. */
 int koe_opt_threads(const koe_opt_task *t, size_t n, int cur, int cores, char *reason,
                     size_t reason_cap);
 
