@@ -300,14 +300,29 @@ static const bounds *bounds_of(koe_precision p) {
     return p == KOE_PRECISION_INT8 ? &INT8_BOUNDS : &BF16_BOUNDS;
 }
 
-static void test_full_size_random(void) {
-    char path[256];
-    snprintf(path, sizeof path, "/tmp/koe-test-precision-%d.safetensors", (int)getpid());
+/* Full-size random weights, written once by whichever subtest asks first (so that the two can
+ * also run in two processes, KT_ONLY, e.g. side by side under valgrind); removed at exit. */
+static char full_size_path[256];
+static int full_size_written;
+
+static const char *full_size_weights(void) {
+    if (full_size_written) return full_size_path;
+    snprintf(full_size_path, sizeof full_size_path, "/tmp/koe-test-precision-%d.safetensors",
+             (int)getpid());
     koe_error err = {0};
-    if (koe_weights_write_random(path, NULL, 7, &err)) {
+    if (koe_weights_write_random(full_size_path, NULL, 7, &err)) {
         KT_CHECK(0, "random weights: %s", err.msg);
-        return;
+        unlink(full_size_path);
+        return NULL;
     }
+    full_size_written = 1;
+    return full_size_path;
+}
+
+static void test_full_size_generator(void) {
+    const char *path = full_size_weights();
+    if (!path) return;
+    koe_error err = {0};
     /* the generator alone, from the same input: fp32, bf16, int8 */
     static const koe_precision precs[3] = {KOE_PRECISION_FP32, KOE_PRECISION_BF16,
                                            KOE_PRECISION_INT8};
@@ -373,12 +388,16 @@ static void test_full_size_random(void) {
     }
     koe_pool_free(pool);
     for (int p = 0; p < 3; p++) koe_generator_free(g[p]);
+}
 
-    /* the whole engine, 30 tokens */
-    if (SLOW_BUILD) {
-        unlink(path);
-        return;
-    }
+/* the whole engine, 30 tokens */
+static void test_full_size_engine(void) {
+    if (SLOW_BUILD) return;
+    const char *path = full_size_weights();
+    if (!path) return;
+    koe_error err = {0};
+    static const koe_precision precs[3] = {KOE_PRECISION_FP32, KOE_PRECISION_BF16,
+                                           KOE_PRECISION_INT8};
     koe_model *m[3] = {NULL, NULL, NULL};
     koe_ctx *c[3] = {NULL, NULL, NULL};
     for (int p = 0; p < 3; p++) {
@@ -420,7 +439,6 @@ static void test_full_size_random(void) {
         koe_ctx_free(c[p]);
         koe_model_free(m[p]);
     }
-    unlink(path);
 }
 
 int main(void) {
@@ -431,6 +449,8 @@ int main(void) {
     kt_run("auto", test_auto);
     kt_run("reference_cases", test_reference_cases);
     kt_run("reference_cases_int8", test_reference_cases_int8);
-    kt_run("full_size_random", test_full_size_random);
+    kt_run("full_size_generator", test_full_size_generator);
+    kt_run("full_size_engine", test_full_size_engine);
+    if (full_size_written) unlink(full_size_path);
     return kt_finish();
 }
