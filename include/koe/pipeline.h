@@ -55,15 +55,16 @@ typedef struct koe_pipeline_opts {
     double segment_ramp;   /* segment k at most first_segment_max x ramp^k characters, so that
                               each is ready before the audio before it has played; 0 = 2,
                               <= 1 = no ramp (whole sentences after the first segment) */
-    /* The real-time optimizer: a background thread that retunes first_segment_max (between 12
-     * and 150 characters) and segment_ramp (between 1.25 and the configured ramp) from recent
-     * requests' first-segment figures so that streams do not run dry after their first segment
-     * and TTFA meets ttfa_target; it never blocks a request. Every decision is kept
+    int later_threads;     /* most cores a later segment may take: 0 = all free ones when
+                              its job is the only one, else one; n = up to n whatever the
+                              jobs. The optimizer sets 1 or 0 by the parallel efficiency it
+                              measures on later segments (see pipeline/optimizer.h) */
+    /* The real-time optimizer: a background thread that retunes first_segment_max (between 12,
+     * or the configured one when shorter, and 150 characters) and segment_ramp (between 1.25
+     * and the configured ramp) from recent requests' first-segment figures so that streams do
+     * not run dry after their first segment and TTFA meets ttfa_target, and later_threads from
+     * later segments' figures; it never blocks a request. Every decision is kept
      * (koe_pipeline_get_decisions) and passed to log. */
-    int later_threads;      /* most cores a later segment may take: 0 = all free ones when
-                               its job is the only one, else one; n = up to n whatever the
-                               jobs. The optimizer sets 1 or 0 by the parallel efficiency it
-                               measures on later segments (see pipeline/optimizer.h) */
     int optimize;           /* non-zero: on */
     double ttfa_target;     /* seconds; 0 = 0.15 */
     int optimize_period_ms; /* how often it looks; 0 = 2000 */
