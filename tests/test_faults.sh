@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# koe serve against hostile and broken things (issue 7, faults): slowloris clients, a 100 MB
+# koe serve against hostile and broken things (issue 7, faults): slowloris clients, a server
+# slower than --timeout, a 100 MB
 # body, a client vanishing mid-stream, SIGTERM with a stream in flight, SIGPIPE, header too
 # large, too many connections from one client, and broken weights or voice files at start-up.
 # The misbehaving clients are tests/load/faultclient.js. Nothing depends on timing: every wait
@@ -41,7 +42,35 @@ check "slowloris: a normal request still succeeds on the one worker" test "$(spe
 wait "$slowpid"
 check "slowloris: the server closed all 8 by itself (--timeout)" test "$(json closed <"$T/slow.out")" = 8
 check "slowloris: the server is alive" alive "$PID_slow" "$S"
-stop "$PID_slow"
+
+# 1b. The server as the slow side (a client that stops reading is test_server_lifecycle's): a
+# stream whose next segment takes longer than --timeout to synthesize, read at once by its
+# client, is not cut: the idle timeout is for slow clients. Full-size random Kokoro weights,
+# --timeout 1, whole sentences after a one-word first segment, so the client waits for a ~27 s
+# sentence (seconds of synthesis). Not under the sanitizers, whose unoptimized engine would take
+# minutes for it.
+if ldd "$KOE" 2>/dev/null | grep -q libasan; then
+    echo "SKIP server slower than --timeout: a sanitizer build"
+else
+    "$KOE" random-weights --out "$T/full.safetensors" >/dev/null
+    start slowsrv --random-weights "$T/full.safetensors" --timeout 1 --workers 1 \
+        --express-workers 0 --segment-ramp 1 --audio-cache-mb 0
+    W=$PORT_slowsrv
+    long="Yes. The harbour woke before the town did, and the first boats slipped out while the streets were still grey, their engines low and patient, the gulls following them in long circles over the water, while the baker on the corner lifted his shutters and the smell of bread drifted down to the quay where the nets lay drying in the cold morning light."
+    code=$(curl -s -o "$T/slow.pcm" -w '%{http_code}' -X POST "http://127.0.0.1:$W/v1/audio/speech" \
+        -H 'Content-Type: application/json' --data-binary "{\"input\":\"$long\",\"response_format\":\"pcm\",\"stream\":true}")
+    rc=$?
+    line=$(grep '"path":"/v1/audio/speech"' "$T/slowsrv.log" | tail -1)
+    wait_ms=$(node -e 'const o = JSON.parse(process.argv[1]); process.stdout.write(String(Math.round(o.total_ms - o.first_bytes_ms)))' "$line")
+    check "server slower than --timeout: the client waited ${wait_ms} ms after the first audio (more than the 1 s timeout)" test "$wait_ms" -gt 1000
+    check "server slower than --timeout: the stream is complete (curl $rc, HTTP $code)" test "$rc" = 0 -a "$code" = 200
+    check "server slower than --timeout: the log says complete" grep -q '"outcome":"complete"' <<<"$line"
+    audio=$(node -e 'process.stdout.write(String(Math.round(JSON.parse(process.argv[1]).audio_s * 24000 * 2)))' "$line")
+    # the log gives audio_s to 10 ms: 480 bytes of 16-bit 24 kHz pcm
+    check "server slower than --timeout: every sample arrived ($(wc -c <"$T/slow.pcm") bytes, log: $audio +- 480)" \
+        test $(($(wc -c <"$T/slow.pcm") - audio)) -le 480 -a $((audio - $(wc -c <"$T/slow.pcm"))) -le 480
+    stop "$PID_slowsrv"
+fi
 
 # 2. A 100 MB body announced by Content-Length and streamed from zeros. A client that asks first
 # (Expect: 100-continue, as curl does) gets the 413 before sending a byte of it. One that streams

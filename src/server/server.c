@@ -94,10 +94,11 @@ typedef struct request {
     char error[600]; /* the message of an error answer, for the log */
     size_t chars;
     int stream;
-    int client_closed; /* seen closed while waiting for audio */
-    int failed;        /* synthesis failed mid-stream */
-    int job_complete;  /* the job's reader saw the complete end (every byte of the answer) */
-    int counted;       /* counted in active_streams */
+    int client_closed;    /* seen closed while waiting for audio */
+    int failed;           /* synthesis failed mid-stream */
+    int job_complete;     /* the job's reader saw the complete end (every byte of the answer) */
+    int idle_timeout_off; /* the stream waits on the pipeline: its idle timeout is paused */
+    int counted;          /* counted in active_streams */
     /* A streamed answer's first bytes, read before the response is queued (so that a job failing
      * before any audio gets an error status); the reader hands them out first. */
     char *first;
@@ -694,6 +695,17 @@ static ssize_t hit_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     return hand_out(r, (const char *)r->hit->data, r->hit->len, &r->hit_pos, buf, max);
 }
 
+/* The connection's idle timeout is for slow clients. While a stream waits for its next segment
+ * the server is the slow side (a loaded machine can take longer than --timeout), so the timeout
+ * is paused then; setting it again from 0 restarts its clock (libmicrohttpd). A client that stops
+ * reading is still timed out: then MHD waits on the socket and never calls the reader. */
+static void pause_idle_timeout(request *r, int pause) {
+    if (r->idle_timeout_off == pause) return;
+    MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                              pause ? 0u : (unsigned)r->s->o.timeout_s);
+    r->idle_timeout_off = pause;
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     request *r = cls;
@@ -703,6 +715,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     for (;;) {
         koe_error err = {0};
         ssize_t n = koe_job_read(r->job, buf, max, 200, &err);
+        if (n != -2) pause_idle_timeout(r, 0);
         if (n > 0) {
             if (r->t_first == 0) r->t_first = koe_now_s();
             r->bytes_out += (size_t)n;
@@ -725,6 +738,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             r->client_closed = 1;
             return MHD_CONTENT_READER_END_WITH_ERROR; /* the job is cancelled on completion */
         }
+        pause_idle_timeout(r, 1);
     }
 }
 
