@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # koe serve against hostile and broken things (issue 7, faults): slowloris clients, a server
-# slower than --timeout, a 100 MB
-# body, a client vanishing mid-stream, SIGTERM with a stream in flight, SIGPIPE, header too
-# large, too many connections from one client, and broken weights or voice files at start-up.
+# slower than --timeout, a 100 MB body, a client vanishing mid-stream, SIGTERM with a stream in
+# flight, SIGPIPE, header too large, too many connections from one client, and broken weights or
+# voice files at start-up.
 # The misbehaving clients are tests/load/faultclient.js. Nothing depends on timing: every wait
 # polls for a state (a metric, a log line, a socket count, a process ending).
 set -u
