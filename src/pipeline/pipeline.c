@@ -707,8 +707,8 @@ static void *optimizer_main(void *arg) {
     /* 12 characters (two short words, most often) is as short as it goes by itself: a one-word
      * first segment is faster still (docs/PERFORMANCE.md) but its prosody is not measured here;
      * an operator who sets a shorter --first-segment-max keeps it as the floor. */
-    const int floor = p->opts.first_segment_max < 12 ? p->opts.first_segment_max : 12;
-    const koe_opt_bounds b = {.lo = floor,
+    const int shortest = p->opts.first_segment_max < 12 ? p->opts.first_segment_max : 12;
+    const koe_opt_bounds b = {.lo = shortest,
                               .hi = 150,
                               .target = p->opts.ttfa_target,
                               .max_step = 1.5,
