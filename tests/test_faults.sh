@@ -60,6 +60,9 @@ else
     code=$(curl -s -o "$T/slow.pcm" -w '%{http_code}' -X POST "http://127.0.0.1:$W/v1/audio/speech" \
         -H 'Content-Type: application/json' --data-binary "{\"input\":\"$long\",\"response_format\":\"pcm\",\"stream\":true}")
     rc=$?
+    # the request's log line is written when the server has closed the request, maybe just after
+    # curl has returned: polled for
+    for _ in $(seq 600); do grep -q '"path":"/v1/audio/speech"' "$T/slowsrv.log" && break; sleep 0.05; done
     line=$(grep '"path":"/v1/audio/speech"' "$T/slowsrv.log" | tail -1)
     wait_ms=$(node -e 'const o = JSON.parse(process.argv[1]); process.stdout.write(String(Math.round(o.total_ms - o.first_bytes_ms)))' "$line")
     check "server slower than --timeout: the client waited ${wait_ms} ms after the first audio (more than the 1 s timeout)" test "$wait_ms" -gt 1000
