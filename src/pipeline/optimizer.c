@@ -107,8 +107,9 @@ int koe_opt_threads(const koe_opt_task *t, size_t n, int cur, int cores, char *r
     if (reason && reason_cap) reason[0] = 0;
     if (cores < 2) return cur;
     /* the most frequent thread count above one */
+    size_t from = n > 64 ? n - 64 : 0; /* the last 64 */
     int count[65] = {0}, k = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = from; i < n; i++)
         if (t[i].threads >= 2 && t[i].threads <= 64 && t[i].audio > 0 && t[i].synth > 0)
             count[t[i].threads]++;
     for (int c = 2; c <= 64; c++)
@@ -127,11 +128,11 @@ int koe_opt_threads(const koe_opt_task *t, size_t n, int cur, int cores, char *r
     }
     double r1[64], rk[64];
     size_t n1 = 0, nk = 0;
-    for (size_t i = n; i-- > 0;) { /* the most recent 64 of each */
+    for (size_t i = from; i < n; i++) {
         if (!(t[i].audio > 0) || !(t[i].synth > 0)) continue;
         double rho = t[i].synth / t[i].audio;
-        if (t[i].threads == 1 && n1 < 64) r1[n1++] = rho;
-        if (t[i].threads == k && nk < 64) rk[nk++] = rho;
+        if (t[i].threads == 1) r1[n1++] = rho;
+        if (t[i].threads == k) rk[nk++] = rho;
     }
     if (n1 < KOE_OPT_TASKS_MIN || nk < KOE_OPT_TASKS_MIN) return cur;
     double rho1 = koe_median(r1, n1), rhok = koe_median(rk, nk);

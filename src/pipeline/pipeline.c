@@ -105,7 +105,7 @@ struct koe_pipeline {
     koe_opt_task tasks[64]; /* the last later segments' synthesis, for the threads decision */
     size_t ntasks, new_tasks;
     koe_pipeline_decision decisions[16];
-    int ndecisions;
+    size_t ndecisions;
     double t_start;
     pthread_t opt_thread;
     int opt_running;
@@ -241,6 +241,18 @@ void koe_job_get_times(koe_job *j, koe_job_times *t) {
 
 /* ------------------------------------------------------------------ the reader's side */
 
+/* Appends item to a window of at most cap items of `size` bytes (*n of them now), dropping the
+ * oldest when full: the optimizer's figures and decisions are kept this way. */
+static void window_push(void *items, size_t *n, size_t cap, size_t size, const void *item) {
+    char *a = items;
+    if (*n == cap) {
+        memmove(a, a + size, (cap - 1) * size);
+        (*n)--;
+    }
+    memcpy(a + *n * size, item, size);
+    (*n)++;
+}
+
 /* Under p->mu: a request's first-segment figures for the optimizer, once: when its second
  * segment is reached (whether the stream ran dry there is then known), or at its first bytes
  * when it has no second. */
@@ -254,12 +266,7 @@ static void record_sample(koe_pipeline *p, koe_job *j, int starved) {
                         .first_audio = (double)j->slots[0].n / j->p->backend->sample_rate,
                         .has_next = j->realtime && j->nseg > 1,
                         .starved = starved};
-    size_t cap = sizeof p->samples / sizeof p->samples[0];
-    if (p->nsamples == cap) {
-        memmove(p->samples, p->samples + 1, (cap - 1) * sizeof *p->samples);
-        p->nsamples--;
-    }
-    p->samples[p->nsamples++] = s;
+    window_push(p->samples, &p->nsamples, sizeof p->samples / sizeof p->samples[0], sizeof s, &s);
     p->new_samples++;
 }
 
@@ -588,12 +595,8 @@ static int run_front_end(koe_pipeline *p, koe_job *j, koe_error *err) {
 
 /* Under p->mu: one later segment's figures for the threads decision. */
 static void record_task(koe_pipeline *p, int threads, double synth, double audio) {
-    size_t cap = sizeof p->tasks / sizeof p->tasks[0];
-    if (p->ntasks == cap) {
-        memmove(p->tasks, p->tasks + 1, (cap - 1) * sizeof *p->tasks);
-        p->ntasks--;
-    }
-    p->tasks[p->ntasks++] = (koe_opt_task){threads, synth, audio};
+    koe_opt_task t = {threads, synth, audio};
+    window_push(p->tasks, &p->ntasks, sizeof p->tasks / sizeof p->tasks[0], sizeof t, &t);
     p->new_tasks++;
 }
 
@@ -684,12 +687,8 @@ static void run_task(koe_pipeline *p, koe_backend_worker *bw, const task *t, koe
 /* Under p->mu: keeps a decision (the last 16) and logs it as one JSON line. */
 static void add_decision(koe_pipeline *p, const koe_pipeline_decision *d, const char *what,
                          double from, double to) {
-    int cap = (int)(sizeof p->decisions / sizeof p->decisions[0]);
-    if (p->ndecisions == cap) {
-        memmove(p->decisions, p->decisions + 1, (size_t)(cap - 1) * sizeof *p->decisions);
-        p->ndecisions--;
-    }
-    p->decisions[p->ndecisions++] = *d;
+    window_push(p->decisions, &p->ndecisions, sizeof p->decisions / sizeof p->decisions[0],
+                sizeof *d, d);
     if (p->opts.log) {
         char line[512];
         snprintf(line, sizeof line,
@@ -731,10 +730,10 @@ static void *optimizer_main(void *arg) {
         int look_threads = tune_threads && p->new_tasks >= OPT_MIN_TASKS;
         if (!look_len && !look_threads) continue;
         /* the figures of the last requests only: older ones were cut at another length */
-        size_t n = p->new_samples < p->nsamples ? p->new_samples : p->nsamples;
+        size_t n = !look_len ? 0 : p->new_samples < p->nsamples ? p->new_samples : p->nsamples;
         koe_opt_sample s[64];
         memcpy(s, p->samples + p->nsamples - n, n * sizeof *s);
-        size_t nt = p->ntasks;
+        size_t nt = look_threads ? p->ntasks : 0;
         koe_opt_task tasks[64];
         memcpy(tasks, p->tasks, nt * sizeof *tasks);
         int cur = p->first_max, lt_was = p->later_threads;
@@ -783,7 +782,7 @@ static void *optimizer_main(void *arg) {
 
 int koe_pipeline_get_decisions(koe_pipeline *p, koe_pipeline_decision *out, int max) {
     pthread_mutex_lock(&p->mu);
-    int n = p->ndecisions < max ? p->ndecisions : max;
+    int n = (int)p->ndecisions < max ? (int)p->ndecisions : max;
     if (n > 0) memcpy(out, p->decisions + p->ndecisions - n, (size_t)n * sizeof *out);
     pthread_mutex_unlock(&p->mu);
     return n < 0 ? 0 : n;
